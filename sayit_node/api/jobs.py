@@ -1,0 +1,103 @@
+"""SayIt's job API: submit with progress, watch, fetch, cancel."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.response import ServerSentEvent
+from litestar.response.sse import ServerSentEventMessage
+
+from ..jobs.records import JobOptions
+from ..jobs.service import JobService
+from ..jobs.transcript import normalise_format
+from .errors import ApiError
+from .responses import transcript_response, wait_and_respond
+from .uploads import parse_bool, parse_language, read_upload, submit
+
+
+async def _job_or_404(service: JobService, job_id: str):
+    job = await service.store.get_job(job_id)
+    if job is None:
+        raise ApiError(404, f"no job '{job_id}'", "job_not_found", param="jobId")
+    return job
+
+
+@post("/api/transcribe", status_code=200, summary="Transcribe an upload (field 'audio'); async=true returns a job")
+async def transcribe(request: Request, state: State) -> Response:
+    service: JobService = state.node.service
+    async with read_upload(request, ("audio", "file")) as upload:
+        fmt = normalise_format(upload.get("format") or upload.get("response_format"))
+        if fmt is None:
+            raise ApiError(400, "'format' must be one of json, text (txt), srt, verbose_json, vtt",
+                           "invalid_value", param="format")
+        is_async = parse_bool(upload.get("async"), "async")
+        words = parse_bool(upload.get("words"), "words")
+        options = JobOptions(language=parse_language(service, upload.get("language")),
+                             prompt=upload.get("prompt") or None, word_timestamps=words,
+                             beam_size=service.beam_size)
+        job = await submit(service, upload, options)
+    if is_async:
+        body = {
+            "jobId": job.id,
+            "status": job.status,
+            "statusUrl": f"/api/jobs/{job.id}",
+            "resultUrl": f"/api/jobs/{job.id}/result",
+            "eventsUrl": f"/api/jobs/{job.id}/events",
+            "estimatedTime": service.estimate_seconds(job.duration),
+            "duration": round(job.duration, 3),
+            "totalChunks": job.total_chunks,
+        }
+        return Response(body, status_code=202)
+    return await wait_and_respond(service, job, fmt, words=words)
+
+
+@get("/api/jobs", summary="Recent jobs")
+async def list_jobs(state: State, limit: int = 100) -> dict:
+    service: JobService = state.node.service
+    jobs = await service.store.list_jobs(limit=max(1, min(limit, 1000)))
+    return {"jobs": [await service.status(job, partial=False) for job in jobs]}
+
+
+@get("/api/jobs/{job_id:str}", summary="A job's status and progress")
+async def get_job(state: State, job_id: str) -> dict:
+    service: JobService = state.node.service
+    return await service.status(await _job_or_404(service, job_id))
+
+
+@get("/api/jobs/{job_id:str}/result", summary="A finished job's transcript")
+async def get_result(state: State, job_id: str, format: str = "json") -> Response:
+    service: JobService = state.node.service
+    fmt = normalise_format(format)
+    if fmt is None:
+        raise ApiError(400, "'format' must be one of json, text (txt), srt, verbose_json, vtt", "invalid_value",
+                       param="format")
+    job = await _job_or_404(service, job_id)
+    return await transcript_response(service, job, fmt, words=job.options.word_timestamps)
+
+
+@get("/api/jobs/{job_id:str}/events", summary="Server-sent progress events until the job ends")
+async def job_events(state: State, job_id: str) -> ServerSentEvent:
+    service: JobService = state.node.service
+    await _job_or_404(service, job_id)
+
+    async def events() -> AsyncIterator[ServerSentEventMessage]:
+        async for job in service.watch(job_id):
+            yield ServerSentEventMessage(data=json.dumps(await service.status(job)), event="progress")
+            if job.status in ("completed", "failed", "cancelled"):
+                yield ServerSentEventMessage(data=json.dumps({"jobId": job_id, "status": job.status}), event=job.status)
+
+    return ServerSentEvent(events())
+
+
+@delete("/api/jobs/{job_id:str}", status_code=200, summary="Cancel a job; its audio and results are deleted")
+async def cancel_job(state: State, job_id: str) -> dict:
+    service: JobService = state.node.service
+    await _job_or_404(service, job_id)
+    job = await service.store.cancel_job(job_id)
+    return await service.status(job, partial=False)
+
+
+ROUTES = [transcribe, list_jobs, get_job, get_result, job_events, cancel_job]

@@ -1,0 +1,71 @@
+"""OpenAI-compatible routes: /v1/audio/transcriptions, /v1/audio/translations, /v1/models."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+
+from ..jobs.records import JobOptions
+from ..jobs.service import JobService
+from ..jobs.transcript import normalise_format
+from .errors import ApiError
+from .responses import openai_text_stream, wait_and_respond
+from .uploads import parse_bool, parse_language, parse_temperature, read_upload, submit
+
+OPENAI_MODEL_ALIAS = "whisper-1"
+
+
+def _check_model(service: JobService, model: str | None) -> None:
+    if model in (None, "", OPENAI_MODEL_ALIAS, service.model_name):
+        return
+    raise ApiError(404, f"the model '{model}' does not exist; use '{OPENAI_MODEL_ALIAS}' or '{service.model_name}'",
+                   "model_not_found", param="model")
+
+
+async def _audio_endpoint(request: Request, service: JobService, task: str) -> Response:
+    async with read_upload(request, ("file",)) as upload:
+        _check_model(service, upload.get("model"))
+        fmt = normalise_format(upload.get("response_format"))
+        if fmt is None:
+            raise ApiError(400, "'response_format' must be one of json, text, srt, verbose_json, vtt",
+                           "invalid_value", param="response_format")
+        granularities = upload.get_all("timestamp_granularities[]") + upload.get_all("timestamp_granularities")
+        for granularity in granularities:
+            if granularity not in ("word", "segment"):
+                raise ApiError(400, "'timestamp_granularities' must be word and/or segment", "invalid_value",
+                               param="timestamp_granularities")
+        stream = parse_bool(upload.get("stream"), "stream")
+        options = JobOptions(
+            task=task,
+            language=None if task == "translate" else parse_language(service, upload.get("language")),
+            prompt=upload.get("prompt") or None,
+            temperature=parse_temperature(upload.get("temperature")),
+            word_timestamps="word" in granularities,
+            beam_size=service.beam_size,
+        )
+        if task == "translate" and upload.get("language"):
+            options.language = parse_language(service, upload.get("language"))
+        job = await submit(service, upload, options)
+    if stream:
+        return openai_text_stream(service, job)
+    return await wait_and_respond(service, job, fmt, words=options.word_timestamps)
+
+
+@post("/v1/audio/transcriptions", status_code=200, summary="Transcribe audio (OpenAI-compatible)")
+async def transcriptions(request: Request, state: State) -> Response:
+    return await _audio_endpoint(request, state.node.service, "transcribe")
+
+
+@post("/v1/audio/translations", status_code=200, summary="Translate audio to English (OpenAI-compatible)")
+async def translations(request: Request, state: State) -> Response:
+    return await _audio_endpoint(request, state.node.service, "translate")
+
+
+@get("/v1/models", summary="Models this node serves")
+async def list_models(state: State) -> dict:
+    created = int(state.node.started_at)
+    names = [OPENAI_MODEL_ALIAS, state.node.service.model_name]
+    return {"object": "list", "data": [{"id": n, "object": "model", "created": created, "owned_by": "sayit"} for n in names]}
+
+
+ROUTES = [transcriptions, translations, list_models]

@@ -1,0 +1,63 @@
+"""Node-level routes: health, diagnose, queue status, metrics, nodes, shutdown."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+
+from .. import __version__
+from .errors import ApiError
+
+
+@get("/api/health", summary="Liveness: 200 once the model is loaded")
+async def health(state: State) -> dict:
+    node = state.node
+    return {"status": "ok", "nodeId": node.node_id, "name": node.name, "version": __version__,
+            "engine": node.engine.name, "model": node.engine.model_name}
+
+
+@get("/api/diagnose", summary="Engine, model, device, versions, cores, memory, disk, limits")
+async def diagnose(state: State) -> dict:
+    return state.node.diagnose()
+
+
+@get("/api/queue-status", summary="Jobs and chunks queued, running and done")
+async def queue_status(state: State) -> dict:
+    node = state.node
+    counts = await node.store.counts()
+    return {"jobs": counts.jobs, "chunks": counts.chunks, "activeChunks": node.worker.active,
+            "maxConcurrentChunks": node.settings.max_concurrent_chunks, "speed": round(node.speed.speed(), 2)}
+
+
+@get("/api/nodes", summary="This node and its peers with their load")
+async def nodes(state: State) -> dict:
+    return {"nodes": [await state.node.describe()]}
+
+
+@get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics(state: State) -> Response:
+    await state.node.load()  # refresh the gauges
+    return Response(state.node.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "testclient")
+
+
+@post("/api/shutdown", status_code=202, summary="Stop this node gracefully (loopback, or with an API key)")
+async def shutdown(request: Request, state: State) -> dict:
+    # With API keys configured the auth hook already required one; without keys, only a
+    # caller on this machine may stop the node.
+    if not state.node.settings.api_keys and not _is_loopback(request):
+        raise ApiError(403, "shutdown is only allowed from this machine or with an API key", "forbidden")
+    state.request_shutdown()
+    return {"status": "stopping"}
+
+
+ROUTES = [health, diagnose, queue_status, nodes, metrics, shutdown]

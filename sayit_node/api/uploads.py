@@ -1,0 +1,122 @@
+"""Shared by every upload route: read the multipart form, validate, submit the job.
+
+The multipart body is streamed by Litestar into a spooled temporary file (RAM stays flat,
+the size cap applies while streaming); PyAV decodes straight from that file, and the file
+is closed (deleted) on every path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from litestar import Request
+from litestar.datastructures import UploadFile
+from litestar.exceptions import ClientException, RequestEntityTooLarge
+
+from ..audio import AudioError
+from ..engines.base import UnsupportedLanguage
+from ..jobs.records import JobOptions, JobRecord
+from ..jobs.service import AudioTooLong, DiskLow, JobService, StoreFull
+from .errors import ApiError
+
+
+@dataclass
+class Upload:
+    file: UploadFile
+    fields: dict[str, list[str]]
+
+    def get(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[-1] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        return self.fields.get(name, [])
+
+
+@contextlib.asynccontextmanager
+async def read_upload(request: Request, file_fields: tuple[str, ...]) -> AsyncIterator[Upload]:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise ApiError(400, "send the audio as multipart/form-data", "invalid_request")
+    try:
+        form = await request.form()
+    except RequestEntityTooLarge as exc:
+        raise ApiError(413, "the upload is larger than the size limit", "upload_too_large", param="file") from exc
+    except ClientException as exc:
+        raise ApiError(400, "the multipart form could not be parsed", "invalid_request") from exc
+    uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+    fields: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            fields.setdefault(key, []).append(value)
+    try:
+        file = next((form.get(name) for name in file_fields if isinstance(form.get(name), UploadFile)), None)
+        if file is None:
+            raise ApiError(400, f"no audio file in the form (field '{file_fields[0]}')", "missing_file",
+                           param=file_fields[0])
+        yield Upload(file, fields)
+    finally:
+        for upload in uploads:
+            await upload.close()
+
+
+def parse_bool(value: str | None, name: str) -> bool:
+    if value is None or value == "":
+        return False
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ApiError(400, f"'{name}' must be true or false", "invalid_value", param=name)
+
+
+def parse_temperature(value: str | None) -> float:
+    if value is None or value == "":
+        return 0.0
+    try:
+        temperature = float(value)
+    except ValueError:
+        temperature = math.nan
+    if not 0.0 <= temperature <= 1.0:
+        raise ApiError(400, "'temperature' must be a number between 0 and 1", "invalid_value", param="temperature")
+    return temperature
+
+
+def parse_language(service: JobService, value: str | None) -> str | None:
+    if value is None or value.strip() == "" or value.strip().lower() == "auto":
+        return None
+    language = value.strip().lower()
+    if language not in service.engine.supported_languages:
+        raise ApiError(400, f"unsupported language '{value}'", "unsupported_language", param="language")
+    try:
+        service.check_language(language)
+    except UnsupportedLanguage as exc:
+        raise ApiError(400, str(exc), "unsupported_language", param="language") from exc
+    return language
+
+
+async def submit(service: JobService, upload: Upload, options: JobOptions) -> JobRecord:
+    """Submit the upload as a job, turning every domain failure into an OpenAI-shaped error."""
+    filename = upload.file.filename or "audio"
+    try:
+        return await service.submit(upload.file.file, filename=filename, options=options)
+    except AudioTooLong as exc:
+        minutes = round(exc.duration / 60)
+        limit = service.max_duration / 60
+        raise ApiError(
+            413,
+            f"the audio is {exc.duration / 60:.1f} minutes long; the limit is {limit:g} minutes",
+            "audio_too_long", param="file",
+            extra={"duration": minutes, "maxDuration": int(limit) if float(limit).is_integer() else limit},
+        ) from exc
+    except AudioError as exc:
+        raise ApiError(400, str(exc), exc.code, param="file") from exc
+    except UnsupportedLanguage as exc:
+        raise ApiError(400, str(exc), "unsupported_language", param="language") from exc
+    except (DiskLow, StoreFull) as exc:
+        raise ApiError(503, "the server is low on disk space; try again later", "insufficient_storage",
+                       type="server_error", headers={"Retry-After": "60"}) from exc

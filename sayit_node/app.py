@@ -1,0 +1,50 @@
+"""create_app(node) -> Litestar. Routes stay thin; the node does the work."""
+
+from __future__ import annotations
+
+import hmac
+
+from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+
+from . import __version__
+from .api import jobs, openai, system
+from .api.errors import EXCEPTION_HANDLERS, ApiError
+from .node import Node
+
+OPEN_PATHS = ("/api/health", "/schema")
+FORM_OVERHEAD = 1024 * 1024  # multipart boundaries and small fields on top of the file
+
+
+def _auth_hook(keys: list[str]):
+    encoded = [k.encode() for k in keys]
+
+    async def check_api_key(request: Request) -> None:
+        path = request.url.path
+        if any(path == p or path.startswith(p + "/") for p in OPEN_PATHS):
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.strip().encode(), k) for k in encoded):
+            raise ApiError(401, "missing or invalid API key (send Authorization: Bearer <key>)",
+                           "invalid_api_key", type="invalid_request_error")
+
+    return check_api_key
+
+
+def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> Litestar:
+    settings = node.settings
+    state = State({"node": node, "request_shutdown": request_shutdown})
+    return Litestar(
+        route_handlers=[*openai.ROUTES, *jobs.ROUTES, *system.ROUTES],
+        state=state,
+        before_request=_auth_hook(settings.api_keys) if settings.api_keys else None,
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(allow_origins=settings.allowed_origins) if settings.allowed_origins else None,
+        request_max_body_size=settings.max_upload_bytes + FORM_OVERHEAD,
+        openapi_config=OpenAPIConfig(title="SayIt node", version=__version__, path="/schema"),
+        lifespan=lifespan or [],
+        debug=False,
+    )

@@ -1,0 +1,176 @@
+"""Audio in: probe and decode any container with PyAV to 16 kHz mono float32, and plan chunks.
+
+The chunk plan is the heart of SayIt's speed and accuracy: Silero VAD (shipped with
+faster-whisper) finds speech, and chunks of at most ~30 s are cut only in the silence between
+speech regions, so Whisper always sees whole sentences and chunks can run in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from .engines.base import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK_SECONDS = 30.0
+# A last chunk with less speech than this is merged into the previous one (a 2.6 s tail
+# chunk was seen to make Whisper invent text), as long as the result stays this short:
+MIN_TAIL_SECONDS = 6.0
+MAX_MERGED_SECONDS = 40.0
+
+
+class AudioError(Exception):
+    """The upload is not usable audio. `code` names the case for the API."""
+
+    def __init__(self, message: str, code: str = "invalid_audio") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def probe_duration(source: str | BinaryIO) -> float | None:
+    """Duration in seconds from the container header, None if it doesn't say."""
+    try:
+        with av.open(source, mode="r") as container:
+            streams = container.streams.audio
+            if not streams:
+                raise AudioError("the file has no audio stream", code="no_audio_stream")
+            stream = streams[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            if container.duration is not None:
+                return container.duration / av.time_base
+            return None
+    except AudioError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise AudioError("the file is not a readable audio file") from exc
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+
+
+def decode(source: str | BinaryIO, *, max_seconds: float | None = None) -> np.ndarray:
+    """Decode the first audio stream to 16 kHz mono float32.
+
+    Stops with AudioError(code="audio_too_long") as soon as more than `max_seconds` were
+    decoded, so a file whose header lies about its length can't exhaust memory.
+    """
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    pieces: list[np.ndarray] = []
+    total = 0
+    limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) + SAMPLE_RATE
+    try:
+        with av.open(source, mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError("the file has no audio stream", code="no_audio_stream")
+            stream = container.streams.audio[0]
+            for frame in _frames(container, stream):
+                frame.pts = None  # let the resampler count samples itself
+                for out in resampler.resample(frame):
+                    array = out.to_ndarray().reshape(-1)
+                    pieces.append(array)
+                    total += array.size
+                if limit is not None and total > limit:
+                    raise AudioError("the audio is longer than the limit", code="audio_too_long")
+            for out in resampler.resample(None):
+                pieces.append(out.to_ndarray().reshape(-1))
+    except AudioError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise AudioError("the file is not a readable audio file") from exc
+    if not pieces:
+        raise AudioError("the file contains no audio samples")
+    samples = np.concatenate(pieces).astype(np.float32) / 32768.0
+    if samples.size < SAMPLE_RATE // 10:
+        raise AudioError("the audio is too short to transcribe (under 0.1 s)")
+    return samples
+
+
+def _frames(container, stream):
+    """Decoded frames, skipping the odd corrupt packet in the middle of a good file."""
+    errors = 0
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.InvalidDataError:
+            errors += 1
+            if errors > 50:
+                raise
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    start: int  # sample offset in the whole recording
+    end: int  # exclusive
+
+    @property
+    def offset_seconds(self) -> float:
+        return self.start / SAMPLE_RATE
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.end - self.start) / SAMPLE_RATE
+
+
+def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
+    """Speech as (start, end) sample ranges, each at most MAX_CHUNK_SECONDS long."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(
+        min_silence_duration_ms=400,
+        speech_pad_ms=200,
+        max_speech_duration_s=MAX_CHUNK_SECONDS - 1.0,
+    )
+    return [(r["start"], r["end"]) for r in get_speech_timestamps(samples, options)]
+
+
+def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = None) -> list[Chunk]:
+    """Group speech regions into chunks of at most ~30 s, cutting only in silence.
+
+    Each chunk spans from a cut point to the next; cut points are the middle of the silence
+    between two speech regions. Leading and trailing silence outside all speech is dropped.
+    Every speech region lies wholly inside exactly one chunk. Deterministic.
+    """
+    if regions is None:
+        regions = speech_regions(samples)
+    if not regions:
+        return []
+    max_len = int(MAX_CHUNK_SECONDS * SAMPLE_RATE)
+    groups: list[list[tuple[int, int]]] = [[regions[0]]]
+    for region in regions[1:]:
+        if region[1] - groups[-1][0][0] <= max_len:
+            groups[-1].append(region)
+        else:
+            groups.append([region])
+    # Merge a short tail into its neighbour.
+    if len(groups) > 1:
+        tail_speech = sum(e - s for s, e in groups[-1])
+        merged_span = groups[-1][-1][1] - groups[-2][0][0]
+        if tail_speech < MIN_TAIL_SECONDS * SAMPLE_RATE and merged_span <= MAX_MERGED_SECONDS * SAMPLE_RATE:
+            groups[-2].extend(groups.pop())
+    chunks: list[Chunk] = []
+    n = len(samples)
+    for i, group in enumerate(groups):
+        start = group[0][0] if i == 0 else (groups[i - 1][-1][1] + group[0][0]) // 2
+        end = group[-1][1] if i == len(groups) - 1 else (group[-1][1] + groups[i + 1][0][0]) // 2
+        # Keep the cut inside the silence but never more than 1 s away from speech.
+        start = max(start, group[0][0] - SAMPLE_RATE)
+        end = min(end, group[-1][1] + SAMPLE_RATE, n)
+        chunks.append(Chunk(index=i, start=max(0, start), end=end))
+    return chunks
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """Compact storage form of chunk audio (what the job store keeps)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def from_pcm16(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767.0

@@ -1,0 +1,179 @@
+"""One Settings object for the whole node.
+
+Sources, strongest first: CLI flags (passed as init kwargs), environment, `.env` in the
+working directory, `config.toml` in the user config directory, defaults.
+
+Names that existing SayIt deployments use keep their plain names (PORT, HOST, ...); every
+other setting carries the SAYIT_ prefix in the environment. In config.toml every key is the
+setting's field name (lower case, no prefix); unknown keys and tables such as [desktop] are
+ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+APP_NAME = "sayit"
+
+
+def config_file_path() -> Path:
+    """Where the node (and the tray app) keep config.toml. SAYIT_CONFIG_FILE overrides."""
+    override = os.environ.get("SAYIT_CONFIG_FILE")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "config.toml"
+
+
+def default_log_dir() -> Path:
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def to_aliases(settings_cls: type[BaseSettings], values: dict[str, Any]) -> dict[str, Any]:
+    """Field names (config.toml keys, CLI flags) -> the env names the model validates by.
+
+    Each field is validated only by its env name so that unrelated variables such as the
+    locale's LANGUAGE never leak into SAYIT_LANGUAGE. Unknown keys are dropped.
+    """
+    out = {}
+    for key, value in values.items():
+        field = settings_cls.model_fields.get(key.lower())
+        if field is not None:
+            out[field.validation_alias or key.lower()] = value
+    return out
+
+
+class ConfigTomlSource(PydanticBaseSettingsSource):
+    """Reads config.toml; top-level keys only, unknown keys dropped by the model."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - not used
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_file_path()
+        if not path.is_file():
+            return {}
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from exc
+        return to_aliases(self.settings_cls, {k: v for k, v in data.items() if not isinstance(v, dict)})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- names existing deployments already use -------------------------------------------
+    host: str = Field("127.0.0.1", validation_alias="HOST")
+    port: int = Field(3000, ge=0, le=65535, validation_alias="PORT")
+    allowed_origins: CommaList = Field(
+        default_factory=list, validation_alias="ALLOWED_ORIGINS"
+    )
+    max_concurrent_chunks: int = Field(
+        default_factory=lambda: max(1, os.cpu_count() or 1),
+        ge=1,
+        validation_alias="MAX_CONCURRENT_CHUNKS",
+    )
+    worker_id: str = Field(
+        default_factory=socket.gethostname, validation_alias="WORKER_ID"
+    )
+    whisper_cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "models",
+        validation_alias="WHISPER_CACHE_DIR",
+    )
+
+    # --- SAYIT_ settings ---------------------------------------------------------------------
+    model: str = Field("tiny.en", validation_alias="SAYIT_MODEL")
+    engine: Literal["auto", "faster-whisper", "mlx"] = Field(
+        "auto", validation_alias="SAYIT_ENGINE"
+    )
+    compute_type: str = Field("int8", validation_alias="SAYIT_COMPUTE_TYPE")
+    beam_size: int = Field(5, ge=1, le=20, validation_alias="SAYIT_BEAM_SIZE")
+    language: str | None = Field(None, validation_alias="SAYIT_LANGUAGE")
+    max_duration_minutes: float = Field(
+        30, gt=0, validation_alias="SAYIT_MAX_DURATION_MINUTES"
+    )
+    max_upload_mb: int = Field(
+        1024, gt=0, validation_alias="SAYIT_MAX_UPLOAD_MB"
+    )
+    retention_hours: float = Field(
+        24, gt=0, validation_alias="SAYIT_RETENTION_HOURS"
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+        validation_alias="SAYIT_DATA_DIR",
+    )
+    api_keys: CommaList = Field(
+        default_factory=list, validation_alias="SAYIT_API_KEYS"
+    )
+    # Uploads are refused with 503 while the data directory has less free space than this.
+    min_free_disk_mb: int = Field(
+        500, ge=0, validation_alias="SAYIT_MIN_FREE_DISK_MB"
+    )
+    log_dir: Path = Field(
+        default_factory=default_log_dir, validation_alias="SAYIT_LOG_DIR"
+    )
+    # The node exits when this process id is gone (set by the tray app for its child node).
+    parent_pid: int | None = Field(None, validation_alias="SAYIT_PARENT_PID")
+
+    @field_validator("allowed_origins", "api_keys", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _empty_language_is_auto(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+            return None
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls,
+        init_settings,
+        env_settings,
+        dotenv_settings,
+        file_secret_settings,
+    ):
+        return (init_settings, env_settings, dotenv_settings, ConfigTomlSource(settings_cls))
+
+    @property
+    def max_duration_seconds(self) -> float:
+        return self.max_duration_minutes * 60.0
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "sayit.db"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; `overrides` are CLI flags (None means "not given")."""
+    return Settings(**to_aliases(Settings, {k: v for k, v in overrides.items() if v is not None}))

@@ -1,0 +1,91 @@
+"""Plain records the job store keeps: a job, and one chunk of it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
+TERMINAL = (COMPLETED, FAILED, CANCELLED)
+CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE, CHUNK_FAILED = "queued", "running", "done", "failed"
+
+# A chunk that fails this many times fails its job (with the chunk's reason).
+MAX_CHUNK_ATTEMPTS = 3
+RETRY_BASE_SECONDS = 2.0
+
+
+def retry_delay(attempts: int) -> float | None:
+    """Delay before retrying a chunk that has failed `attempts` times; None: give up."""
+    if attempts >= MAX_CHUNK_ATTEMPTS:
+        return None
+    return RETRY_BASE_SECONDS * 2 ** (attempts - 1)
+
+
+def new_job_id() -> str:
+    return "job_" + uuid.uuid4().hex[:20]
+
+
+@dataclass
+class JobOptions:
+    """What the client asked for; pinned at submission and applied to every chunk."""
+
+    task: str = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+    beam_size: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobOptions":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class JobRecord:
+    id: str
+    model: str
+    options: JobOptions
+    duration: float  # seconds of audio
+    filename: str = ""
+    status: str = QUEUED
+    language: str | None = None
+    total_chunks: int = 0
+    completed_chunks: int = 0
+    failed_chunks: int = 0
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def progress(self) -> float:
+        if self.status == COMPLETED:
+            return 100.0
+        if self.total_chunks == 0:
+            return 0.0
+        return round(100.0 * self.completed_chunks / self.total_chunks, 1)
+
+
+@dataclass
+class ChunkRecord:
+    job_id: str
+    index: int
+    start: int  # sample offset in the recording
+    end: int
+    status: str = CHUNK_QUEUED
+    attempts: int = 0
+    error: str | None = None
+    segments: list[dict] | None = None  # engine Segment dicts, chunk-relative times
+    worker: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def duration(self) -> float:
+        return (self.end - self.start) / 16_000

@@ -1,0 +1,164 @@
+"""Jobs as the API sees them: submit an upload, watch it, fetch its transcript.
+
+Submission runs the first half of a job's data flow: probe, duration limit, decode, chunk
+plan, language (given or detected once), then store the job with its chunk audio in one
+transaction and wake the scheduler. Every entry point (OpenAI routes, /api/transcribe, the
+CLI) goes through here, so every one of them gets chunked, parallel transcription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .. import audio
+from ..engines.base import SAMPLE_RATE, Engine, check_language
+from .records import TERMINAL, ChunkRecord, JobOptions, JobRecord, new_job_id
+from .store import JobStore, StoreFull
+from .transcript import Transcript, stitch
+from .worker import SpeedMeter
+
+log = logging.getLogger(__name__)
+
+# Speed assumed for estimates before the node has measured its own (audio s per wall s).
+INITIAL_SPEED_GUESS = 10.0
+
+
+@dataclass
+class AudioTooLong(Exception):
+    duration: float  # seconds (at least)
+    limit: float  # seconds
+
+
+class DiskLow(Exception):
+    pass
+
+
+class JobService:
+    def __init__(self, store: JobStore, engine: Engine, *, max_duration: float, data_dir, min_free_bytes: int,
+                 default_language: str | None, beam_size: int, speed: SpeedMeter,
+                 on_submitted: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.engine = engine
+        self.max_duration = max_duration
+        self.data_dir = data_dir
+        self.min_free_bytes = min_free_bytes
+        self.default_language = default_language
+        self.beam_size = beam_size
+        self.speed = speed
+        self.on_submitted = on_submitted
+
+    @property
+    def model_name(self) -> str:
+        return self.engine.model_name
+
+    def check_disk(self) -> None:
+        """Refuse new work while the data directory is nearly full."""
+        if shutil.disk_usage(self.data_dir).free < self.min_free_bytes:
+            raise DiskLow()
+
+    def check_language(self, language: str | None) -> None:
+        check_language(self.engine, language)
+
+    async def submit(self, source: BinaryIO | str, *, filename: str, options: JobOptions) -> JobRecord:
+        self.check_disk()
+        if options.language is None:
+            options.language = self.default_language
+        self.check_language(options.language)
+        duration = await asyncio.to_thread(audio.probe_duration, source)
+        if duration is not None and duration > self.max_duration + 0.5:
+            raise AudioTooLong(duration, self.max_duration)
+        try:
+            samples = await asyncio.to_thread(audio.decode, source, max_seconds=self.max_duration)
+        except audio.AudioError as exc:
+            if exc.code == "audio_too_long":
+                raise AudioTooLong(self.max_duration, self.max_duration) from exc
+            raise
+        duration = len(samples) / SAMPLE_RATE
+        if duration > self.max_duration + 0.5:
+            raise AudioTooLong(duration, self.max_duration)
+        plan = await asyncio.to_thread(audio.plan_chunks, samples)
+        language = options.language
+        if language is None and plan:
+            first = samples[plan[0].start : plan[0].end]
+            language, probability = await asyncio.to_thread(self.engine.detect_language, first)
+            log.info("detected language %s (p=%.2f) for %s", language, probability, filename)
+        job = JobRecord(id=new_job_id(), model=self.model_name, options=options, duration=duration,
+                        filename=filename, language=language or "en")
+        chunks = [ChunkRecord(job.id, c.index, c.start, c.end) for c in plan]
+        pcm = [audio.to_pcm16(samples[c.start : c.end]) for c in plan]
+        del samples
+        await self.store.create_job(job, chunks, pcm)
+        log.info("job %s: %s, %.1f s of audio in %d chunks", job.id, filename, duration, len(chunks))
+        self.on_submitted()
+        return job
+
+    async def wait(self, job_id: str, poll: float = 0.1) -> JobRecord | None:
+        """Wait until the job is completed, failed or cancelled (None if it vanished)."""
+        while True:
+            job = await self.store.get_job(job_id)
+            if job is None or job.status in TERMINAL:
+                return job
+            await asyncio.sleep(poll)
+
+    async def watch(self, job_id: str, poll: float = 0.25) -> AsyncIterator[JobRecord]:
+        """Yield the job each time its progress or status changes, ending at a terminal state."""
+        last = None
+        while True:
+            job = await self.store.get_job(job_id)
+            if job is None:
+                return
+            key = (job.status, job.completed_chunks, job.failed_chunks)
+            if key != last:
+                last = key
+                yield job
+            if job.status in TERMINAL:
+                return
+            await asyncio.sleep(poll)
+
+    async def transcript(self, job: JobRecord, *, prefix_only: bool = False) -> Transcript:
+        chunks = await self.store.chunks(job.id)
+        return stitch(chunks, language=job.language, duration=job.duration, task=job.options.task,
+                      prefix_only=prefix_only)
+
+    def estimate_seconds(self, audio_seconds: float) -> float:
+        speed = self.speed.speed() or INITIAL_SPEED_GUESS
+        return round(audio_seconds / speed, 1)
+
+    async def status(self, job: JobRecord, *, partial: bool = True) -> dict:
+        """The job as `GET /api/jobs/{id}` shows it (durations in seconds)."""
+        chunks = await self.store.chunks(job.id)
+        remaining = sum(c.duration for c in chunks if c.status != "done")
+        partial_text = None
+        if partial:
+            partial_text = stitch(chunks, language=job.language, duration=job.duration, prefix_only=True).text
+        eta = None
+        if job.status in ("queued", "running"):
+            eta = self.estimate_seconds(remaining)
+        elif job.status == "completed":
+            eta = 0.0
+        return {
+            "jobId": job.id,
+            "status": job.status,
+            "progress": job.progress,
+            "completedChunks": job.completed_chunks,
+            "totalChunks": job.total_chunks,
+            "failedChunks": job.failed_chunks,
+            "etaSeconds": eta,
+            "language": job.language,
+            "duration": round(job.duration, 3),
+            "model": job.model,
+            "filename": job.filename,
+            "partialText": partial_text,
+            "error": job.error,
+            "createdAt": job.created_at,
+            "startedAt": job.started_at,
+            "finishedAt": job.finished_at,
+        }
+
+
+__all__ = ["AudioTooLong", "DiskLow", "JobService", "StoreFull"]

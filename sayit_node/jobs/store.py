@@ -1,0 +1,90 @@
+"""The job store: the source of truth for jobs, chunk audio and chunk results.
+
+Everything else (scheduler, task, API) goes through this interface, so the standalone
+SQLite store and the federation's Redis store are interchangeable. Chunk task messages
+carry only (job id, chunk index); the audio comes from here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from .records import ChunkRecord, JobOptions, JobRecord
+
+
+@dataclass
+class ChunkWork:
+    """Everything a worker needs to run one chunk."""
+
+    job_id: str
+    index: int
+    model: str
+    language: str | None
+    options: JobOptions
+    offset: int
+    pcm16: bytes
+
+
+@dataclass
+class QueueCounts:
+    jobs: dict[str, int]
+    chunks: dict[str, int]
+
+
+class StoreFull(Exception):
+    """The store has no room for a new job right now (disk or memory budget)."""
+
+
+class JobStore(ABC):
+    @abstractmethod
+    async def create_job(self, job: JobRecord, chunks: list[ChunkRecord], audio: list[bytes]) -> None:
+        """Store a job with its chunks and their audio, all or nothing."""
+
+    @abstractmethod
+    async def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    @abstractmethod
+    async def list_jobs(self, limit: int = 100) -> list[JobRecord]: ...
+
+    @abstractmethod
+    async def chunks(self, job_id: str) -> list[ChunkRecord]:
+        """A job's chunks in order, with results where done."""
+
+    @abstractmethod
+    async def claim_next_chunk(self, worker: str, models: list[str]) -> tuple[str, int] | None:
+        """Mark the fairest next queued chunk running for `worker`: round-robin across jobs."""
+
+    @abstractmethod
+    async def load_chunk(self, job_id: str, index: int) -> ChunkWork | None:
+        """The chunk's audio and options; None if the job is gone or finished."""
+
+    @abstractmethod
+    async def complete_chunk(self, job_id: str, index: int, segments: list[dict]) -> JobRecord | None:
+        """Save a chunk's result (idempotent); completes the job when it was the last one."""
+
+    @abstractmethod
+    async def fail_chunk(self, job_id: str, index: int, error: str) -> JobRecord | None:
+        """Record a failed attempt: requeue with a growing delay, or fail the job at the cap."""
+
+    @abstractmethod
+    async def release_chunk(self, job_id: str, index: int) -> None:
+        """Hand a running chunk back to the queue without counting an attempt."""
+
+    @abstractmethod
+    async def cancel_job(self, job_id: str) -> JobRecord | None:
+        """Cancel: status reads cancelled until retention; audio and results go at once."""
+
+    @abstractmethod
+    async def requeue_running(self, worker: str | None = None) -> int:
+        """After a restart: chunks left running (by `worker`, or anyone) go back to the queue."""
+
+    @abstractmethod
+    async def delete_finished_before(self, timestamp: float) -> int:
+        """Delete jobs that finished before `timestamp`; returns how many."""
+
+    @abstractmethod
+    async def counts(self) -> QueueCounts: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,152 @@
+"""Stitch chunk results into one transcript, and render it in the response formats.
+
+SRT and VTT follow openai-whisper's writers: millisecond rounding, SRT always shows hours and
+uses a comma before the milliseconds, VTT starts with WEBVTT and uses a dot, and "-->" inside
+cue text is escaped to "->".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engines.base import SAMPLE_RATE, Segment
+from .records import CHUNK_DONE, ChunkRecord
+
+FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+FORMAT_ALIASES = {"txt": "text"}
+MEDIA_TYPES = {
+    "json": "application/json",
+    "verbose_json": "application/json",
+    "text": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+}
+
+
+def normalise_format(name: str | None, default: str = "json") -> str | None:
+    """The canonical format name, or None if unknown."""
+    name = (name or default).strip().lower()
+    name = FORMAT_ALIASES.get(name, name)
+    return name if name in FORMATS else None
+
+
+@dataclass
+class Transcript:
+    segments: list[Segment] = field(default_factory=list)
+    seeks: list[int] = field(default_factory=list)  # per segment: its chunk's offset in 10 ms frames
+    language: str | None = None
+    duration: float = 0.0
+    task: str = "transcribe"
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments).strip()
+
+
+def stitch(chunks: list[ChunkRecord], *, language: str | None, duration: float, task: str = "transcribe",
+           prefix_only: bool = False) -> Transcript:
+    """Merge done chunks in order, shifting timestamps by each chunk's real offset.
+
+    With `prefix_only`, stop at the first chunk that is not done (the partial transcript).
+    """
+    out = Transcript(language=language, duration=duration, task=task)
+    for chunk in sorted(chunks, key=lambda c: c.index):
+        if chunk.status != CHUNK_DONE or chunk.segments is None:
+            if prefix_only:
+                break
+            continue
+        offset = chunk.start / SAMPLE_RATE
+        for data in chunk.segments:
+            segment = Segment.from_dict(data).shifted(offset)
+            # Never let a segment spill past its chunk (Whisper sometimes rounds up to 30 s).
+            end = min(segment.end, chunk.end / SAMPLE_RATE)
+            if end < segment.start:
+                end = segment.start
+            out.segments.append(_with_end(segment, end))
+            out.seeks.append(int(round(offset * 100)))
+    return out
+
+
+def _with_end(segment: Segment, end: float) -> Segment:
+    if end == segment.end:
+        return segment
+    return Segment(**{**segment.__dict__, "end": end})
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+def format_timestamp(seconds: float, always_include_hours: bool = False, decimal_marker: str = ".") -> str:
+    milliseconds = int(round(max(0.0, seconds) * 1000.0))
+    hours, milliseconds = divmod(milliseconds, 3_600_000)
+    minutes, milliseconds = divmod(milliseconds, 60_000)
+    secs, milliseconds = divmod(milliseconds, 1_000)
+    hours_marker = f"{hours:02d}:" if always_include_hours or hours > 0 else ""
+    return f"{hours_marker}{minutes:02d}:{secs:02d}{decimal_marker}{milliseconds:03d}"
+
+
+def _cue_text(text: str) -> str:
+    return text.strip().replace("-->", "->")
+
+
+def to_srt(t: Transcript) -> str:
+    blocks = []
+    for i, s in enumerate(t.segments, start=1):
+        start = format_timestamp(s.start, True, ",")
+        end = format_timestamp(s.end, True, ",")
+        blocks.append(f"{i}\n{start} --> {end}\n{_cue_text(s.text)}\n")
+    return "\n".join(blocks)
+
+
+def to_vtt(t: Transcript) -> str:
+    lines = ["WEBVTT\n"]
+    for s in t.segments:
+        lines.append(f"{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{_cue_text(s.text)}\n")
+    return "\n".join(lines)
+
+
+def to_verbose_json(t: Transcript, *, words: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "task": t.task,
+        "language": t.language,
+        "duration": round(t.duration, 3),
+        "text": t.text,
+        "segments": [
+            {
+                "id": i,
+                "seek": seek,
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "text": s.text,
+                "tokens": s.tokens,
+                "temperature": s.temperature,
+                "avg_logprob": s.avg_logprob,
+                "compression_ratio": s.compression_ratio,
+                "no_speech_prob": s.no_speech_prob,
+            }
+            for i, (s, seek) in enumerate(zip(t.segments, t.seeks))
+        ],
+    }
+    if words:
+        body["words"] = [
+            {"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
+            for s in t.segments
+            for w in (s.words or [])
+        ]
+    return body
+
+
+def render(t: Transcript, fmt: str, *, words: bool = False) -> str:
+    """The transcript as the body of a response in format `fmt` (a canonical name)."""
+    if fmt == "text":
+        return t.text + "\n" if t.text else ""
+    if fmt == "srt":
+        return to_srt(t)
+    if fmt == "vtt":
+        return to_vtt(t)
+    if fmt == "verbose_json":
+        return json.dumps(to_verbose_json(t, words=words), ensure_ascii=False)
+    if fmt == "json":
+        return json.dumps({"text": t.text}, ensure_ascii=False)
+    raise ValueError(f"unknown format {fmt}")

@@ -1,0 +1,117 @@
+"""Running one chunk: load its audio from the store, transcribe, save the result.
+
+`transcribe_chunk` is the taskiq task; its message carries only (job id, chunk index).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from taskiq import AsyncBroker, TaskiqDepends, TaskiqState
+
+from ..audio import from_pcm16
+from ..engines.base import SAMPLE_RATE, Engine, EngineError, TranscribeOptions
+from ..queue import CHUNK_TASK_NAME
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpeedMeter:
+    """Recent throughput in audio seconds per wall second, over a sliding window."""
+
+    window: float = 60.0
+    _events: deque = field(default_factory=deque)  # (finished_at, audio_seconds, busy_seconds)
+    total_audio_seconds: float = 0.0
+    total_chunks: int = 0
+
+    def record(self, audio_seconds: float, busy_seconds: float) -> None:
+        now = time.monotonic()
+        self._events.append((now, audio_seconds, busy_seconds))
+        self.total_audio_seconds += audio_seconds
+        self.total_chunks += 1
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._events and self._events[0][0] < now - self.window:
+            self._events.popleft()
+
+    def speed(self) -> float:
+        """Audio seconds per wall second over the window (0 when idle all window)."""
+        now = time.monotonic()
+        self._trim(now)
+        if not self._events:
+            return 0.0
+        first_start = min(t - busy for t, _, busy in self._events)
+        span = max(now - first_start, 1e-3)
+        return sum(a for _, a, _ in self._events) / min(span, self.window)
+
+
+@dataclass
+class ChunkWorker:
+    """What the chunk task needs: the store, the engine, and who to tell when a chunk ends."""
+
+    store: JobStore
+    engine: Engine
+    worker_id: str
+    speed: SpeedMeter = field(default_factory=SpeedMeter)
+    on_chunk_end: Callable[[str, int], None] | None = None
+    on_job_end: Callable[[object], None] | None = None
+    active: int = 0
+
+    async def run_chunk(self, job_id: str, index: int) -> None:
+        self.active += 1
+        try:
+            await self._run(job_id, index)
+        finally:
+            self.active -= 1
+            if self.on_chunk_end:
+                self.on_chunk_end(job_id, index)
+
+    async def _run(self, job_id: str, index: int) -> None:
+        work = await self.store.load_chunk(job_id, index)
+        if work is None:  # cancelled, finished or deleted meanwhile
+            return
+        samples = from_pcm16(work.pcm16)
+        options = TranscribeOptions(
+            language=work.language,
+            task=work.options.task,
+            beam_size=work.options.beam_size,
+            temperature=work.options.temperature,
+            prompt=work.options.prompt,
+            word_timestamps=work.options.word_timestamps,
+        )
+        started = time.monotonic()
+        try:
+            segments = await asyncio.to_thread(self.engine.transcribe, samples, options)
+        except asyncio.CancelledError:
+            await self.store.release_chunk(job_id, index)
+            raise
+        except Exception as exc:  # the engine failed on this chunk: retry, then fail the job
+            reason = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            log.warning("chunk %s/%d failed: %s", job_id, index, reason)
+            job = await self.store.fail_chunk(job_id, index, reason)
+        else:
+            busy = time.monotonic() - started
+            self.speed.record(len(samples) / SAMPLE_RATE, busy)
+            job = await self.store.complete_chunk(job_id, index, [s.to_dict() for s in segments])
+            log.debug("chunk %s/%d done in %.2fs (%d segments)", job_id, index, busy, len(segments))
+        if job is not None and job.status in ("completed", "failed") and self.on_job_end:
+            self.on_job_end(job)
+
+
+async def transcribe_chunk(job_id: str, chunk_index: int, state: TaskiqState = TaskiqDepends()) -> None:
+    """The taskiq task: run one chunk on this node's ChunkWorker."""
+    await state.chunk_worker.run_chunk(job_id, chunk_index)
+
+
+def register_tasks(broker: AsyncBroker, worker: ChunkWorker):
+    """Register the chunk task on `broker` and give it this node's worker. Returns the task."""
+    broker.state.chunk_worker = worker
+    return broker.register_task(transcribe_chunk, task_name=CHUNK_TASK_NAME)
