@@ -46,5 +46,6 @@ def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> L
         request_max_body_size=settings.max_upload_bytes + FORM_OVERHEAD,
         openapi_config=OpenAPIConfig(title="SayIt node", version=__version__, path="/schema"),
         lifespan=lifespan or [],
+        logging_config=None,  # the node configures logging itself (stdout + rotating file)
         debug=False,
     )

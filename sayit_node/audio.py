@@ -18,7 +18,11 @@ from .engines.base import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
+# Whisper sees 30 s at a time: a chunk never exceeds one window (a 30.5 s chunk would cost a
+# second, nearly empty window and invite invented text). Speech inside a chunk spans at most
+# MAX_SPEECH_SPAN_SECONDS; the rest is silence kept around the cuts.
 MAX_CHUNK_SECONDS = 30.0
+MAX_SPEECH_SPAN_SECONDS = 29.0
 # A last chunk with less speech than this is merged into the previous one (a 2.6 s tail
 # chunk was seen to make Whisper invent text), as long as the result stays this short:
 MIN_TAIL_SECONDS = 6.0
@@ -124,9 +128,9 @@ def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     options = VadOptions(
-        min_silence_duration_ms=400,
+        min_silence_duration_ms=250,
         speech_pad_ms=200,
-        max_speech_duration_s=MAX_CHUNK_SECONDS - 1.0,
+        max_speech_duration_s=MAX_SPEECH_SPAN_SECONDS - 1.0,
     )
     return [(r["start"], r["end"]) for r in get_speech_timestamps(samples, options)]
 
@@ -142,7 +146,7 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
         regions = speech_regions(samples)
     if not regions:
         return []
-    max_len = int(MAX_CHUNK_SECONDS * SAMPLE_RATE)
+    max_len = int(MAX_SPEECH_SPAN_SECONDS * SAMPLE_RATE)
     groups: list[list[tuple[int, int]]] = [[regions[0]]]
     for region in regions[1:]:
         if region[1] - groups[-1][0][0] <= max_len:
@@ -160,10 +164,15 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
     for i, group in enumerate(groups):
         start = group[0][0] if i == 0 else (groups[i - 1][-1][1] + group[0][0]) // 2
         end = group[-1][1] if i == len(groups) - 1 else (group[-1][1] + groups[i + 1][0][0]) // 2
-        # Keep the cut inside the silence but never more than 1 s away from speech.
-        start = max(start, group[0][0] - SAMPLE_RATE)
-        end = min(end, group[-1][1] + SAMPLE_RATE, n)
-        chunks.append(Chunk(index=i, start=max(0, start), end=end))
+        # Keep the cut inside the silence, at most 0.5 s from speech, the chunk within 30 s
+        # (a merged tail may make one chunk longer; it then gets no extra silence).
+        pad = SAMPLE_RATE // 2
+        start = max(start, group[0][0] - pad, 0)
+        end = min(end, group[-1][1] + pad, n)
+        spare = int(MAX_CHUNK_SECONDS * SAMPLE_RATE) - (end - start)
+        if spare < 0:
+            start, end = max(start, group[0][0]), min(end, group[-1][1])
+        chunks.append(Chunk(index=i, start=start, end=end))
     return chunks
 
 

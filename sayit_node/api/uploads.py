@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from litestar import Request
 from litestar.datastructures import UploadFile
-from litestar.exceptions import ClientException, RequestEntityTooLarge
+from litestar.exceptions import ClientException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from ..audio import AudioError
 from ..engines.base import UnsupportedLanguage
@@ -90,8 +91,6 @@ def parse_language(service: JobService, value: str | None) -> str | None:
     if value is None or value.strip() == "" or value.strip().lower() == "auto":
         return None
     language = value.strip().lower()
-    if language not in service.engine.supported_languages:
-        raise ApiError(400, f"unsupported language '{value}'", "unsupported_language", param="language")
     try:
         service.check_language(language)
     except UnsupportedLanguage as exc:

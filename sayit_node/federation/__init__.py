@@ -1,0 +1,1 @@
+"""Federation: finding peer nodes on the LAN (discovery) and checking they are alive."""

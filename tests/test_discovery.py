@@ -1,0 +1,418 @@
+"""mDNS discovery between real processes, isolated from the machine's network.
+
+Every node runs as a separate process (tests/netns_helpers/discovery_node.py) inside a network
+namespace this test created: either a fresh `unshare -n` namespace (loopback only; entered
+with `nsenter`), or a pair of `ip netns` namespaces joined by a bridge that lives in a third
+namespace. Nothing is ever sent on the machine's own interfaces, and every namespace is
+removed afterwards, also on failure. Needs root (skipped otherwise).
+
+Timings are printed (run with `-s` to see them); asserts use generous bounds.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sayit_node.federation.discovery import (
+    OPEN_CLUSTER_ID,
+    PROTOCOL_VERSION,
+    SERVICE_TYPE,
+    NodeAdvert,
+    derive_cluster_id,
+    derive_redis_password,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HELPERS = Path(__file__).resolve().parent / "netns_helpers"
+NODE = str(HELPERS / "discovery_node.py")
+TOOLS = str(HELPERS / "mdns_tools.py")
+NETNS_PREFIX = "sayit-t"
+
+
+@functools.cache
+def _netns_capable() -> bool:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    if not all(shutil.which(tool) for tool in ("unshare", "nsenter", "ip")):
+        return False
+    try:
+        res = subprocess.run(["unshare", "-n", "--", "true"], timeout=10, capture_output=True)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return res.returncode == 0
+
+
+pytestmark = [
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or not _netns_capable(),
+        reason="needs Linux, root, unshare/nsenter/ip: nodes run in private network namespaces",
+    ),
+    pytest.mark.timeout(60),
+]
+
+
+# --- process plumbing -----------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Proc:
+    """A child process printing JSON lines; events are collected by a reader thread."""
+
+    def __init__(self, label: str, argv: list[str]) -> None:
+        self.label = label
+        self.argv = argv
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.spawned = time.time()
+        self.popen = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=_env()
+        )
+        self.events: list[dict] = []
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"event": "text", "text": line.rstrip()}
+            with self._cond:
+                self.events.append(event)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(self, pred: Callable[[dict], bool], timeout: float, what: str = "") -> dict:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            seen = 0
+            while True:
+                for event in self.events[seen:]:
+                    if pred(event):
+                        return event
+                seen = len(self.events)
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.popen.poll() is not None and not self._thread.is_alive()):
+                    break
+                self._cond.wait(min(left, 0.2))
+        raise AssertionError(
+            f"{self.label}: timed out after {timeout}s waiting for {what or pred}\n{self.dump()}"
+        )
+
+    def peer_events(self, peer: str | None = None) -> list[dict]:
+        with self._cond:
+            return [
+                e for e in self.events
+                if e.get("event") == "peer" and (peer is None or e.get("peer") == peer)
+            ]
+
+    def dump(self) -> str:
+        self.stderr.seek(0)
+        err = self.stderr.read()[-4000:]
+        with self._cond:
+            events = "\n".join(json.dumps(e) for e in self.events[-40:])
+        return f"--- {self.label} argv={self.argv}\nexit={self.popen.poll()}\nstdout:\n{events}\nstderr:\n{err}"
+
+    def signal(self, sig: int) -> float:
+        at = time.time()
+        self.popen.send_signal(sig)
+        return at
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        self.stderr.close()
+
+
+class Net:
+    """Runs processes inside one network namespace, given the argv prefix that enters it."""
+
+    def __init__(self, name: str, enter: list[str]) -> None:
+        self.name = name
+        self.enter = enter
+        self.procs: list[Proc] = []
+
+    def spawn(self, label: str, argv: list[str]) -> Proc:
+        proc = Proc(f"{label}@{self.name}", self.enter + argv)
+        self.procs.append(proc)
+        return proc
+
+    def node(self, node_id: str, bind: str, api_port: int, *extra: str) -> Proc:
+        return self.spawn(node_id, [sys.executable, NODE, "--node-id", node_id, "--bind", bind,
+                                    "--api-port", str(api_port), *extra])
+
+    def run(self, argv: list[str], timeout: float = 10) -> subprocess.CompletedProcess:
+        return subprocess.run(self.enter + argv, capture_output=True, text=True, env=_env(),
+                              timeout=timeout)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.close()
+
+
+@pytest.fixture
+def lo_ns(request) -> Iterator[Net]:
+    """A fresh `unshare -n` namespace with only `lo`, brought up; nodes join it via nsenter."""
+    holder = subprocess.Popen(
+        ["unshare", "-n", "--", "sh", "-c", "ip link set lo up && echo up && exec sleep 600"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    net = Net("unshare", ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
+        yield net
+        if request.node.rep_call_failed if hasattr(request.node, "rep_call_failed") else False:
+            pass
+    finally:
+        net.close()
+        holder.kill()
+        holder.wait(5)
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+def _remove_stale_netns() -> None:
+    """Delete namespaces left by an earlier run of this file that was killed."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = re.fullmatch(rf"{NETNS_PREFIX}(\d+)-[0-9a-f]+-\w+", name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def lan() -> Iterator[dict[str, Net]]:
+    """Namespaces `a` (10.200.0.1/24) and `b` (10.200.0.2/24), each with an `eth0` veth
+    plugged into a bridge that lives in a third namespace. Deleted afterwards."""
+    _remove_stale_netns()
+    tag = f"{NETNS_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    names = {k: f"{tag}-{k}" for k in ("br", "a", "b")}
+    created: list[str] = []
+    nets: dict[str, Net] = {}
+    try:
+        for name in names.values():
+            _ip("netns", "add", name)
+            created.append(name)
+            _ip("-n", name, "link", "set", "lo", "up")
+        br = names["br"]
+        _ip("-n", br, "link", "add", "br0", "type", "bridge")
+        _ip("-n", br, "link", "set", "br0", "up")
+        for i, key in enumerate(("a", "b"), start=1):
+            ns = names[key]
+            _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"v{key}", "netns", br)
+            _ip("-n", br, "link", "set", f"v{key}", "master", "br0")
+            _ip("-n", br, "link", "set", f"v{key}", "up")
+            _ip("-n", ns, "addr", "add", f"10.200.0.{i}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            nets[key] = Net(key, ["ip", "netns", "exec", ns])
+        yield nets
+    finally:
+        for net in nets.values():
+            net.close()
+        for name in reversed(created):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _saw(proc: Proc, peer: str, change: str = "added", **match) -> Callable[[dict], bool]:
+    def pred(e: dict) -> bool:
+        return (
+            e.get("event") == "peer" and e.get("peer") == peer and e.get("change") == change
+            and all(e.get(k) == v for k, v in match.items())
+        )
+    return pred
+
+
+def _ready(e: dict) -> bool:
+    return e.get("event") == "ready"
+
+
+# --- pure functions (no network) ------------------------------------------------------------
+
+
+def test_cluster_id_and_redis_password():
+    assert derive_cluster_id(None) == OPEN_CLUSTER_ID == derive_cluster_id("")
+    cid = derive_cluster_id("correct horse")
+    assert re.fullmatch(r"[0-9a-f]{16}", cid)
+    assert cid == derive_cluster_id("correct horse") != derive_cluster_id("correct horsE")
+    pw = derive_redis_password("correct horse")
+    assert pw is not None and re.fullmatch(r"[0-9a-f]{64}", pw)
+    assert cid not in pw and "horse" not in cid + pw
+    assert derive_redis_password(None) is None
+
+
+def test_advert_txt_round_trip():
+    from zeroconf.asyncio import AsyncServiceInfo
+
+    advert = NodeAdvert(node_id="n-1", name="Küche PC", version="0.1.0", engine="mlx",
+                        model="base", cores=8, api_port=3000, cluster_id="abc",
+                        hosts_redis=True, redis_port=6390)
+    props = advert.to_properties()
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in props.items())
+    assert max(len(k) for k in props) <= 2
+    info = AsyncServiceInfo(SERVICE_TYPE, f"sayit-n-1.{SERVICE_TYPE}", port=3000,
+                            properties=props, server="sayit-n-1.local.",
+                            parsed_addresses=["192.168.1.5"])
+    back = NodeAdvert.from_service_info(info)
+    assert back == NodeAdvert(**{**advert.__dict__, "addresses": ("192.168.1.5",)})
+    assert back.protocol == PROTOCOL_VERSION
+    no_redis = NodeAdvert(node_id="x", api_port=1)
+    assert "rp" not in no_redis.to_properties()
+    assert NodeAdvert.from_properties(no_redis.to_properties()).redis_port is None
+    with pytest.raises(ValueError):
+        NodeAdvert.from_properties({b"foo": b"bar"})
+
+
+# --- real processes in private namespaces ---------------------------------------------------
+
+
+def test_two_nodes_on_loopback_see_each_other(lo_ns: Net):
+    a = lo_ns.node("A", "127.0.0.1", 18001)
+    b = lo_ns.node("B", "127.0.0.1", 18002)
+    start = max(a.spawned, b.spawned)
+    ea = a.wait_for(_saw(a, "B", address="127.0.0.1", compatible=True), 5, "A sees B")
+    eb = b.wait_for(_saw(b, "A", address="127.0.0.1", compatible=True), 5, "B sees A")
+    ra, rb = a.wait_for(_ready, 5), b.wait_for(_ready, 5)
+    print(f"\n[discovery] loopback: A sees B after {ea['t'] - start:.2f}s, B sees A after "
+          f"{eb['t'] - start:.2f}s (from process spawn; start() took {ra['start_seconds']}s / "
+          f"{rb['start_seconds']}s)")
+    assert ra["addresses"] == ["127.0.0.1"]
+    assert max(ea["t"], eb["t"]) - start < 5
+
+
+def test_killed_peer_goes_down_despite_zeroconf_cache(lo_ns: Net):
+    a = lo_ns.node("A", "127.0.0.1", 18001)
+    b = lo_ns.node("B", "127.0.0.1", 18002, "--forget-after", "7")  # dead_after: default 6 s
+    b.wait_for(_saw(b, "A"), 5, "B sees A")
+    time.sleep(1.5)  # a few successful health checks first
+    assert not [e for e in b.peer_events("A") if e["change"] != "added"], b.dump()
+    killed = a.signal(signal.SIGKILL)
+    down = b.wait_for(_saw(b, "A", "down"), 10, "A reported down")
+    removed = b.wait_for(_saw(b, "A", "removed"), 10, "A removed")
+    print(f"\n[discovery] SIGKILLed peer: down after {down['t'] - killed:.2f}s, removed from "
+          f"peers() after {removed['t'] - killed:.2f}s; still in zeroconf cache: "
+          f"{down['in_zeroconf_cache']}/{removed['in_zeroconf_cache']}")
+    assert down["t"] - killed < 10
+    assert removed["t"] - killed < 10
+    assert "A" not in removed["peers"]
+    # the liveness checks did this, not mDNS: zeroconf still caches the dead service
+    assert down["in_zeroconf_cache"] and removed["in_zeroconf_cache"]
+
+
+def test_stopped_peer_sends_goodbye(lo_ns: Net):
+    a = lo_ns.node("A", "127.0.0.1", 18001)
+    b = lo_ns.node("B", "127.0.0.1", 18002)
+    b.wait_for(_saw(b, "A"), 5, "B sees A")
+    termed = a.signal(signal.SIGTERM)
+    gone = b.wait_for(_saw(b, "A", "removed"), 5, "A removed after goodbye")
+    a.wait_for(lambda e: e.get("event") == "stopped", 5, "A stopped")
+    assert a.popen.wait(5) == 0
+    print(f"\n[discovery] SIGTERM (graceful stop): peer removed after {gone['t'] - termed:.3f}s")
+    assert gone["t"] - termed < 3  # far below dead_after (6 s): the goodbye, not liveness
+    assert not [e for e in b.peer_events("A") if e["change"] == "down"]
+
+
+def test_other_cluster_is_not_listed_other_protocol_is_flagged(lo_ns: Net):
+    a = lo_ns.node("A", "127.0.0.1", 18001, "--secret", "alpha")
+    b = lo_ns.node("B", "127.0.0.1", 18002, "--secret", "alpha")
+    c = lo_ns.node("C", "127.0.0.1", 18003, "--secret", "bravo")
+    d = lo_ns.node("D", "127.0.0.1", 18004, "--secret", "alpha", "--protocol",
+                   str(PROTOCOL_VERSION + 1))
+    a.wait_for(_saw(a, "B", compatible=True), 5, "A sees B")
+    a.wait_for(_saw(a, "D", compatible=False), 5, "A sees D flagged incompatible")
+    d.wait_for(_saw(d, "A", compatible=False), 5, "D sees A flagged incompatible")
+    ready = {p.label[0]: p.wait_for(_ready, 5) for p in (a, b, c, d)}
+    time.sleep(1.5)
+    assert ready["A"]["cluster_id"] == ready["B"]["cluster_id"] != ready["C"]["cluster_id"]
+    assert "alpha" not in ready["A"]["cluster_id"]
+    assert not a.peer_events("C") and not b.peer_events("C"), a.dump() + b.dump()
+    assert not c.peer_events(), c.dump()
+
+
+def test_nodes_in_two_namespaces_over_a_bridge(lan: dict[str, Net]):
+    a = lan["a"].node("A", "10.200.0.1", 18001, "--dead-after", "2", "--forget-after", "5")
+    b = lan["b"].node("B", "10.200.0.2", 18002, "--dead-after", "2", "--forget-after", "5")
+    start = max(a.spawned, b.spawned)
+    ea = a.wait_for(_saw(a, "B", address="10.200.0.2"), 5, "A sees B")
+    eb = b.wait_for(_saw(b, "A", address="10.200.0.1"), 5, "B sees A")
+    assert a.wait_for(_ready, 5)["addresses"] == ["10.200.0.1"]
+    print(f"\n[discovery] across the bridge: A sees B after {ea['t'] - start:.2f}s, "
+          f"B sees A after {eb['t'] - start:.2f}s")
+    time.sleep(3)  # > dead_after: health checks across the bridge keep both up
+    assert [e["change"] for e in a.peer_events()] == ["added"], a.dump()
+    assert [e["change"] for e in b.peer_events()] == ["added"], b.dump()
+
+
+def test_loopback_node_sends_nothing_on_the_lan(lan: dict[str, Net]):
+    ns_a, ns_b = lan["a"], lan["b"]
+    cap = ns_a.spawn("capture", [sys.executable, TOOLS, "capture", "eth0"])
+    cap.wait_for(_ready, 5, "capture ready")
+
+    def packets(**match) -> list[dict]:
+        return [e for e in cap.events if e.get("event") == "packet"
+                and all(e.get(k) == v for k, v in match.items())]
+
+    # 1. two loopback nodes in namespace a talk to each other on lo: nothing on eth0
+    lo1 = ns_a.node("L1", "127.0.0.1", 18001)
+    lo2 = ns_a.node("L2", "127.0.0.1", 18002)
+    lo1.wait_for(_saw(lo1, "L2"), 5, "L1 sees L2")
+    lo2.wait_for(_saw(lo2, "L1"), 5, "L2 sees L1")
+    time.sleep(1.0)
+    assert packets() == [], cap.dump()
+
+    # 2. provoke it: a program in a joins the mDNS group on eth0 (as avahi would), and b asks
+    #    for _sayit._tcp by unicast to 10.200.0.1, by legacy multicast and by QU multicast.
+    joiner = ns_a.spawn("joiner", [sys.executable, TOOLS, "join", "10.200.0.1"])
+    joiner.wait_for(_ready, 5, "joined")
+    res = ns_b.run([sys.executable, TOOLS, "probe", "10.200.0.1", "10.200.0.2"])
+    assert res.returncode == 0, res.stderr
+    probe = json.loads(res.stdout.strip().splitlines()[-1])
+    time.sleep(0.5)
+    assert packets(src="10.200.0.2"), "capture saw the probe's queries: " + cap.dump()
+    assert probe["replies"] == [], probe
+    assert packets(src="10.200.0.1") == [], cap.dump()
+
+    # 3. control: nodes bound to the LAN addresses do speak on eth0, and find each other
+    m = ns_a.node("M", "10.200.0.1", 18003)
+    n = ns_b.node("N", "10.200.0.2", 18004)
+    n.wait_for(_saw(n, "M", address="10.200.0.1"), 5, "N sees M")
+    m.wait_for(_saw(m, "N", address="10.200.0.2"), 5, "M sees N")
+    out = packets(src="10.200.0.1", outgoing=True)
+    print(f"\n[discovery] eth0 capture: 0 packets from the loopback nodes, "
+          f"{len(out)} from the node bound to 10.200.0.1")
+    assert out, cap.dump()
+    time.sleep(0.5)
+    for proc in (lo1, lo2):  # loopback nodes never see LAN nodes, nor LAN nodes them
+        assert {e["peer"] for e in proc.peer_events()} <= {"L1", "L2"}, proc.dump()
+    for proc in (m, n):
+        assert {e["peer"] for e in proc.peer_events()} <= {"M", "N"}, proc.dump()
