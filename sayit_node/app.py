@@ -15,7 +15,7 @@ from .api.errors import EXCEPTION_HANDLERS, ApiError
 from .node import Node
 
 OPEN_PATHS = ("/api/health", "/schema")
-FORM_OVERHEAD = 1024 * 1024  # multipart boundaries and small fields on top of the file
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file
 
 
 def _auth_hook(keys: list[str]):

@@ -65,25 +65,40 @@ def decode(source: str | BinaryIO, *, max_seconds: float | None = None) -> np.nd
     Stops with AudioError(code="audio_too_long") as soon as more than `max_seconds` were
     decoded, so a file whose header lies about its length can't exhaust memory.
     """
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     pieces: list[np.ndarray] = []
     total = 0
     limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE) + SAMPLE_RATE
+
+    def take(frames) -> None:
+        nonlocal total
+        for out in frames:
+            array = out.to_ndarray().reshape(-1)
+            pieces.append(array)
+            total += array.size
+        if limit is not None and total > limit:
+            raise AudioError("the audio is longer than the limit", code="audio_too_long")
+
     try:
         with av.open(source, mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise AudioError("the file has no audio stream", code="no_audio_stream")
             stream = container.streams.audio[0]
+            # A resampler is fixed to its first frame's format, layout and rate; a stream may
+            # change them midway (e.g. MP3s of different rates joined together), so start a
+            # new resampler (after draining the old one) whenever they change.
+            resampler = None
+            params = None
             for frame in _frames(container, stream):
+                frame_params = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if resampler is None or frame_params != params:
+                    if resampler is not None:
+                        take(resampler.resample(None))
+                    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+                    params = frame_params
                 frame.pts = None  # let the resampler count samples itself
-                for out in resampler.resample(frame):
-                    array = out.to_ndarray().reshape(-1)
-                    pieces.append(array)
-                    total += array.size
-                if limit is not None and total > limit:
-                    raise AudioError("the audio is longer than the limit", code="audio_too_long")
-            for out in resampler.resample(None):
-                pieces.append(out.to_ndarray().reshape(-1))
+                take(resampler.resample(frame))
+            if resampler is not None:
+                take(resampler.resample(None))
     except AudioError:
         raise
     except (av.FFmpegError, ValueError, IndexError, UnicodeDecodeError) as exc:

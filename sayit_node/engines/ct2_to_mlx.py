@@ -21,6 +21,7 @@ import re
 import shutil
 import struct
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -219,17 +220,26 @@ def convert(src_ct2_dir: Path, out_dir: Path, *, dtype: str | None = None) -> Pa
     weights["alignment_heads"] = _alignment_heads(src_ct2_dir, dims)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(out_dir.name + ".converting")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    (tmp / "config.json").write_text(json.dumps({"model_type": "whisper", **dims}, indent=2) + "\n")
-    np.savez(tmp / WEIGHTS_FILE, **{k: np.ascontiguousarray(w) for k, w in weights.items()})
-    # mlx-whisper ships its own tiktoken vocabularies; the HF tokenizer is kept for reference.
-    for extra in ("tokenizer.json", "preprocessor_config.json"):
-        if (src_ct2_dir / extra).is_file():
-            shutil.copy2(src_ct2_dir / extra, tmp / extra)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".converting", dir=out_dir.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        (tmp / "config.json").write_text(json.dumps({"model_type": "whisper", **dims}, indent=2) + "\n")
+        np.savez(tmp / WEIGHTS_FILE, **{k: np.ascontiguousarray(w) for k, w in weights.items()})
+        # mlx-whisper ships its own tiktoken vocabularies; the HF tokenizer is kept for reference.
+        for extra in ("tokenizer.json", "preprocessor_config.json"):
+            if (src_ct2_dir / extra).is_file():
+                shutil.copy2(src_ct2_dir / extra, tmp / extra)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    try:
+        tmp.rename(out_dir)
+    except OSError:
+        # Another process finished the same conversion first: keep theirs.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out_dir / WEIGHTS_FILE).is_file():
+            raise
     return out_dir
 
 

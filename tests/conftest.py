@@ -1,0 +1,124 @@
+"""Shared fixtures: real speech (espeak-ng), real node processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.speech import PARAGRAPHS, speak_paragraphs, text_of
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NodeProcess:
+    """A real `sayit-node serve` child process with its own data directory."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.home = home
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tmp = home / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "SAYIT_DATA_DIR": str(home / "data"),
+            "SAYIT_LOG_DIR": str(home / "logs"),
+            "SAYIT_CONFIG_FILE": str(home / "config.toml"),
+            "WHISPER_CACHE_DIR": str(home / "models"),
+            "MAX_CONCURRENT_CHUNKS": "2",
+            "TMPDIR": str(self.tmp),
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen | None = None
+        self.log = home / "node.log"
+
+    def start(self, timeout: float = 60) -> "NodeProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sayit_node", "serve"], env=self.env, cwd=self.home,
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"node not healthy after {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 300), **kwargs)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture
+def node_factory(tmp_path):
+    """Start real nodes: `node_factory(env={...}, home=path)`; all are stopped afterwards."""
+    nodes: list[NodeProcess] = []
+
+    def make(env: dict[str, str] | None = None, home: Path | None = None, start: bool = True) -> NodeProcess:
+        node = NodeProcess(home or tmp_path / f"node{len(nodes)}", env)
+        nodes.append(node)
+        return node.start() if start else node
+
+    yield make
+    for node in nodes:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+@pytest.fixture(scope="session")
+def short_speech(speech_dir) -> tuple[Path, str]:
+    """About 15 s of English speech and its text."""
+    paragraphs = PARAGRAPHS[:1]
+    return speak_paragraphs(paragraphs, speech_dir / "short.wav"), text_of(paragraphs)
+
+
+@pytest.fixture(scope="session")
+def minute_speech(speech_dir) -> tuple[Path, str]:
+    """About 60 s of English speech (several chunks) and its text."""
+    paragraphs = PARAGRAPHS[:4]
+    return speak_paragraphs(paragraphs, speech_dir / "minute.wav"), text_of(paragraphs)
+
+
+@pytest.fixture(scope="session")
+def all_speech(speech_dir) -> tuple[Path, str]:
+    """All paragraphs, about 3 minutes."""
+    return speak_paragraphs(PARAGRAPHS, speech_dir / "all.wav"), text_of(PARAGRAPHS)
