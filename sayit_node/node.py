@@ -136,7 +136,7 @@ class Node:
                     log.info("deleted %d jobs older than the retention time", deleted)
             except Exception:
                 log.exception("cleanup failed")
-            await asyncio.sleep(CLEANUP_INTERVAL)
+            await asyncio.sleep(min(CLEANUP_INTERVAL, self.settings.retention_hours * 3600 / 4))
 
     # -- views ---------------------------------------------------------------------------------
     async def load(self) -> dict:
