@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
-import os
 import re
 import shutil
 import threading
@@ -68,7 +67,7 @@ def missing_model_files(path: Path) -> list[str]:
     """Files a CTranslate2 Whisper model directory lacks (CTranslate2 cannot load it without them)."""
     missing = [f for f in ("model.bin", "config.json") if not (path / f).is_file()]
     if _vocabulary(path) is None:
-        missing.append("vocabulary.json or vocabulary.txt")
+        missing.append("vocabulary.json (or vocabulary.txt)")
     return missing
 
 
@@ -268,7 +267,7 @@ def _progress_class(name: str, total_hint: int | None):
     return LoggedProgress
 
 
-def _hub_failure(name: str, repo: str, exc: BaseException) -> str:
+def _hub_failure(repo: str, exc: BaseException) -> str:
     from huggingface_hub import constants
     from huggingface_hub.errors import OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -284,8 +283,10 @@ def _hub_failure(name: str, repo: str, exc: BaseException) -> str:
     if any(isinstance(e, (ConnectionError, TimeoutError)) or "Connect" in type(e).__name__
            or "Timeout" in type(e).__name__ for e in chain):
         return f"the hub at {constants.ENDPOINT} could not be reached ({type(exc).__name__})"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"downloading {repo} from {constants.ENDPOINT} failed ({type(exc).__name__}{': ' + text[:200] if text else ''})"
+    detail = type(exc).__name__
+    if str(exc).strip():
+        detail += ": " + str(exc).strip().splitlines()[0][:200]
+    return f"downloading {repo} from {constants.ENDPOINT} failed ({detail})"
 
 
 def _not_installed(name: str, cache_dir: Path, reason: str) -> ModelNotAvailable:
@@ -349,7 +350,7 @@ def _download(name: str, cache_dir: Path) -> Path:
         except ModelNotAvailable:
             raise
         except Exception as exc:  # the hub client raises many kinds; all mean "not available"
-            raise _not_installed(name, cache_dir, "could not be downloaded: " + _hub_failure(name, repo, exc)) from exc
+            raise _not_installed(name, cache_dir, "could not be downloaded: " + _hub_failure(repo, exc)) from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     size = sum(f.stat().st_size for f in target.iterdir() if f.is_file())
