@@ -104,7 +104,8 @@ class Settings(BaseSettings):
 
     # --- SAYIT_ settings ---------------------------------------------------------------------
     model: str = Field("tiny.en", validation_alias="SAYIT_MODEL")
-    engine: Literal["auto", "faster-whisper", "mlx"] = Field(
+    # "simulated" sleeps instead of transcribing: for scheduling tests and benchmarks only.
+    engine: Literal["auto", "faster-whisper", "mlx", "simulated"] = Field(
         "auto", validation_alias="SAYIT_ENGINE"
     )
     compute_type: str = Field("int8", validation_alias="SAYIT_COMPUTE_TYPE")
@@ -136,6 +137,21 @@ class Settings(BaseSettings):
     # The node exits when this process id is gone (set by the tray app for its child node).
     parent_pid: int | None = Field(None, validation_alias="SAYIT_PARENT_PID")
 
+    # --- federation -------------------------------------------------------------------------
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    redis_host: str | None = Field(None, validation_alias="REDIS_HOST")
+    redis_port: int = Field(6379, validation_alias="REDIS_PORT")
+    redis_password: str | None = Field(None, validation_alias="REDIS_PASSWORD")
+    cluster_secret: str | None = Field(None, validation_alias="SAYIT_CLUSTER_SECRET")
+    host_redis: bool = Field(False, validation_alias="SAYIT_HOST_REDIS")
+    redis_server_path: str = Field("redis-server", validation_alias="SAYIT_REDIS_SERVER")
+    hosted_redis_port: int = Field(6390, validation_alias="SAYIT_HOSTED_REDIS_PORT")
+    # New uploads get 503 when Redis memory would pass this budget (0: no budget).
+    redis_memory_budget_mb: int = Field(0, ge=0, validation_alias="SAYIT_REDIS_MEMORY_BUDGET_MB")
+    discovery: bool = Field(True, validation_alias="SAYIT_DISCOVERY")
+    # Seconds per audio second for the simulated engine (0.01 = 100x real time).
+    simulated_cost: float = Field(0.01, gt=0, validation_alias="SAYIT_SIMULATED_COST")
+
     @field_validator("allowed_origins", "api_keys", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -160,6 +176,16 @@ class Settings(BaseSettings):
         file_secret_settings,
     ):
         return (init_settings, env_settings, dotenv_settings, ConfigTomlSource(settings_cls))
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        """REDIS_URL, or one built from the REDIS_HOST/PORT/PASSWORD names older deployments use."""
+        if self.redis_url:
+            return self.redis_url
+        if self.redis_host:
+            auth = f":{self.redis_password}@" if self.redis_password else ""
+            return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+        return None
 
     @property
     def max_duration_seconds(self) -> float:

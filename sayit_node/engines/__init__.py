@@ -51,6 +51,10 @@ def load_engine(settings) -> Engine:
 
     engine_name = choose_engine(settings.engine)
     display = model_display_name(settings.model)
+    if engine_name == "simulated":
+        from .simulated import SimulatedEngine
+
+        return SimulatedEngine(display, settings.simulated_cost)
     if engine_name == "mlx":
         from .mlx import MlxEngine, resolve_mlx_model
 

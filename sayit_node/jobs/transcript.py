@@ -91,19 +91,21 @@ def _cue_text(text: str) -> str:
 
 
 def to_srt(t: Transcript) -> str:
+    # Like openai-whisper's WriteSRT: every cue, the last one too, ends with a blank line.
     blocks = []
     for i, s in enumerate(t.segments, start=1):
         start = format_timestamp(s.start, True, ",")
         end = format_timestamp(s.end, True, ",")
-        blocks.append(f"{i}\n{start} --> {end}\n{_cue_text(s.text)}\n")
-    return "\n".join(blocks)
+        blocks.append(f"{i}\n{start} --> {end}\n{_cue_text(s.text)}\n\n")
+    return "".join(blocks)
 
 
 def to_vtt(t: Transcript) -> str:
-    lines = ["WEBVTT\n"]
+    # Like openai-whisper's WriteVTT: "WEBVTT", a blank line, then cues each ending with one.
+    lines = ["WEBVTT\n\n"]
     for s in t.segments:
-        lines.append(f"{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{_cue_text(s.text)}\n")
-    return "\n".join(lines)
+        lines.append(f"{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{_cue_text(s.text)}\n\n")
+    return "".join(lines)
 
 
 def to_verbose_json(t: Transcript, *, words: bool = False) -> dict[str, Any]:
