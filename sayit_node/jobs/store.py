@@ -88,3 +88,19 @@ class JobStore(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    # -- leases: only a shared store needs them; a single process owns every chunk it runs --
+    async def renew_leases(self, worker: str) -> int:
+        """Extend the leases of every chunk `worker` holds (called every few seconds)."""
+        return 0
+
+    async def requeue_expired(self) -> int:
+        """Chunks whose holder stopped renewing its lease go back to the queue."""
+        return 0
+
+    async def release_worker(self, worker: str) -> int:
+        """Graceful stop: hand back every chunk `worker` holds at once."""
+        return await self.requeue_running(worker)
+
+    async def diagnose(self) -> dict:
+        return {"backend": type(self).__name__, "warnings": []}
