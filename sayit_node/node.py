@@ -15,6 +15,8 @@ import psutil
 from . import __version__
 from .config import Settings
 from .engines import load_engine
+from .federation.discovery import PROTOCOL_VERSION, Discovery, NodeAdvert, derive_cluster_id, derive_redis_password
+from .federation.hosted_redis import HostedRedis
 from .jobs.records import JobRecord
 from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
@@ -27,6 +29,11 @@ from .queue import make_broker
 log = logging.getLogger(__name__)
 
 CLEANUP_INTERVAL = 60.0
+LEASE_SECONDS = 15.0  # a dead node's chunk is rerun within ~LEASE + REAP_INTERVAL seconds
+REAP_INTERVAL = 5.0
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_TTL = 8.0  # a silent peer shows "down" after 3 s and is gone after this
+JOIN_WAIT = 3.0  # how long a node without Redis looks for a cluster to join at start
 
 
 def _node_id(data_dir) -> str:
@@ -58,6 +65,14 @@ class Node:
         self._process = psutil.Process()
         self._process.cpu_percent(None)
         self.job_listeners: list = []  # callables(job) run when a job completes or fails
+        self.redis_url: str | None = None
+        self.registry = None
+        self.discovery: Discovery | None = None
+        self.hosted_redis: HostedRedis | None = None
+
+    @property
+    def mode(self) -> str:
+        return "federated" if self.registry is not None else "standalone"
 
     @property
     def name(self) -> str:
@@ -69,10 +84,7 @@ class Node:
         self.node_id = _node_id(s.data_dir)
         if self.engine is None:
             self.engine = await asyncio.to_thread(load_engine, s)
-        self.store = SqliteJobStore(s.db_path)
-        requeued = await self.store.requeue_running()
-        if requeued:
-            log.info("resuming %d chunks left running by the previous run", requeued)
+        await self._open_store()
         self._broker = make_broker()
         self.worker = ChunkWorker(self.store, self.engine, self.node_id, speed=self.speed,
                                   on_chunk_end=self._chunk_ended, on_job_end=self._job_ended)
@@ -88,10 +100,94 @@ class Node:
             beam_size=s.beam_size, speed=self.speed, on_submitted=self._job_submitted,
         )
         await self.scheduler.start()
-        self._background.append(asyncio.create_task(self._cleanup_loop(), name="sayit-cleanup"))
+        self._spawn(self._cleanup_loop(), "sayit-cleanup")
+        if self.registry is not None:
+            self._spawn(self._lease_loop(), "sayit-leases")
+            self._spawn(self._reap_loop(), "sayit-reaper")
+            self._spawn(self._heartbeat_loop(), "sayit-heartbeat")
         self.state = "up"
-        log.info("node %s (%s) ready: %s on %s, %d parallel chunks", self.name, self.node_id,
+        log.info("node %s (%s) ready in %s mode: %s on %s, %d parallel chunks", self.name, self.node_id, self.mode,
                  self.engine.model_name, self.engine.name, s.max_concurrent_chunks)
+
+    def _spawn(self, coro, name: str) -> None:
+        self._background.append(asyncio.create_task(coro, name=name))
+
+    def _advert(self) -> NodeAdvert:
+        s = self.settings
+        return NodeAdvert(
+            node_id=self.node_id, name=self.name, version=__version__, engine=self.engine.name,
+            model=self.engine.model_name, cores=os.cpu_count() or 1, api_port=s.port or 1,
+            cluster_id=derive_cluster_id(s.cluster_secret), hosts_redis=self.hosted_redis is not None,
+            redis_port=self.hosted_redis.port if self.hosted_redis else None,
+        )
+
+    async def _open_store(self) -> None:
+        """Standalone SQLite, or the cluster's Redis (configured, hosted here, or discovered)."""
+        s = self.settings
+        url = s.effective_redis_url
+        if s.host_redis:
+            self.hosted_redis = HostedRedis(
+                executable=s.redis_server_path, bind_host=s.host, port=s.hosted_redis_port,
+                password=derive_redis_password(s.cluster_secret), data_dir=s.data_dir / "redis",
+            )
+            await self.hosted_redis.start()
+            url = self.hosted_redis.url
+        if s.discovery:
+            self.discovery = Discovery(self._advert(), bind_host=s.host, liveness_source=self._live_ids)
+            try:
+                await self.discovery.start()
+            except Exception as exc:  # no multicast here: run without discovery
+                log.warning("mDNS discovery unavailable on %s (%s); continuing without it", s.host, exc)
+                self.discovery = None
+            if url is None and self.discovery is not None:
+                url = await self._find_cluster_redis()
+        if url is None:
+            self.store = SqliteJobStore(s.db_path)
+            requeued = await self.store.requeue_running()
+            if requeued:
+                log.info("resuming %d chunks left running by the previous run", requeued)
+            return
+        from .federation.registry import NodeRegistry
+        from .jobs.redis_store import RedisJobStore
+
+        store = RedisJobStore(
+            url, retention_seconds=s.retention_hours * 3600, lease_seconds=LEASE_SECONDS,
+            key_prefix=f"sayit:v{PROTOCOL_VERSION}:",
+            memory_budget_bytes=s.redis_memory_budget_mb * 2**20 or None,
+        )
+        try:
+            await store.redis.ping()
+        except Exception as exc:
+            await store.close()
+            raise RuntimeError(f"cannot use the cluster's Redis ({type(exc).__name__}: {exc})") from exc
+        self.store = store
+        self.redis_url = url
+        # Chunks this node held before a crash go back to the queue (node ids are stable).
+        await store.release_worker(self.node_id)
+        self.registry = NodeRegistry(store.redis, self.node_id, key_prefix="sayit:")
+        for warning in (await store.diagnose()).get("warnings", []):
+            log.warning("Redis: %s", warning)
+
+    async def _find_cluster_redis(self) -> str | None:
+        """A peer of our cluster that hosts Redis, found over mDNS within JOIN_WAIT seconds."""
+        deadline = time.monotonic() + JOIN_WAIT
+        password = derive_redis_password(self.settings.cluster_secret)
+        while time.monotonic() < deadline:
+            for peer in self.discovery.peers(include_down=False).values():
+                if peer.compatible and peer.advert.hosts_redis and peer.advert.redis_port and peer.address:
+                    auth = f":{password}@" if password else ""
+                    log.info("joining the cluster Redis hosted by %s at %s", peer.advert.name, peer.address)
+                    return f"redis://{auth}{peer.address}:{peer.advert.redis_port}/0"
+            await asyncio.sleep(0.2)
+        return None
+
+    async def _live_ids(self) -> set[str]:
+        if self.registry is None:
+            return set()
+        try:
+            return {n["id"] for n in await self.registry.live_nodes()}
+        except Exception:
+            return set()
 
     async def stop(self) -> None:
         self.state = "stopping"
@@ -101,14 +197,23 @@ class Node:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self._broker is not None:
-            # Chunks still running go back to the queue; they are resumed on the next start.
+            # Chunks still running go back to the queue at once (resumed here or on a peer).
             for task in list(getattr(self._broker, "_running_tasks", ())):
                 task.cancel()
             await asyncio.sleep(0)
             await self._broker.shutdown()
         if self.store:
-            await self.store.requeue_running(self.node_id)
+            try:
+                await self.store.release_worker(self.node_id)
+                if self.registry is not None:
+                    await self.registry.remove()
+            except Exception:
+                log.exception("could not hand back chunks")
             await self.store.close()
+        if self.discovery is not None:
+            await self.discovery.stop()  # mDNS goodbye
+        if self.hosted_redis is not None:
+            self.hosted_redis.stop()
         self.state = "stopped"
         log.info("node %s stopped", self.name)
 
@@ -138,6 +243,31 @@ class Node:
                 log.exception("cleanup failed")
             await asyncio.sleep(min(CLEANUP_INTERVAL, self.settings.retention_hours * 3600 / 4))
 
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            try:
+                await self.store.renew_leases(self.node_id, holding=set(self.scheduler.in_flight))
+            except Exception:
+                log.exception("lease renewal failed")
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            try:
+                if await self.store.requeue_expired():
+                    self.scheduler.wake()
+            except Exception:
+                log.exception("requeueing expired chunks failed")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.registry.publish(await self.describe(), ttl=HEARTBEAT_TTL)
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
     # -- views ---------------------------------------------------------------------------------
     async def load(self) -> dict:
         counts = await self.store.counts()
@@ -162,17 +292,55 @@ class Node:
             "name": self.name,
             "state": self.state,
             "version": __version__,
+            "protocol": PROTOCOL_VERSION,
             "engine": self.engine.name if self.engine else None,
             "model": self.engine.model_name if self.engine else s.model,
             "cores": os.cpu_count() or 1,
             "maxConcurrentChunks": s.max_concurrent_chunks,
+            "hostsRedis": self.hosted_redis is not None,
             "load": await self.load(),
             "lastSeen": datetime.now(timezone.utc).isoformat(),
             "url": f"http://{s.host}:{s.port}",
             "self": True,
         }
 
-    def diagnose(self) -> dict:
+    async def nodes(self) -> list[dict]:
+        """This node first, then peers: from Redis heartbeats, and from mDNS for the rest."""
+        me = await self.describe()
+        out = [me]
+        seen = {me["id"]}
+        now = datetime.now(timezone.utc)
+        if self.registry is not None:
+            for peer in await self.registry.live_nodes():
+                if peer.get("id") in seen:
+                    continue
+                seen.add(peer["id"])
+                peer = {**peer, "self": False}
+                try:
+                    age = (now - datetime.fromisoformat(peer["lastSeen"])).total_seconds()
+                except (KeyError, ValueError):
+                    age = 0.0
+                if peer.get("protocol") != PROTOCOL_VERSION:
+                    peer["state"] = "incompatible"
+                elif age > 3 * HEARTBEAT_INTERVAL:
+                    peer["state"] = "down"
+                out.append(peer)
+        if self.discovery is not None:
+            for record in self.discovery.peers(include_down=False).values():
+                if record.node_id in seen:
+                    continue
+                a = record.advert
+                out.append({
+                    "id": a.node_id, "name": a.name, "version": a.version, "protocol": a.protocol,
+                    "state": "up" if record.compatible else "incompatible", "engine": a.engine, "model": a.model,
+                    "cores": a.cores, "hostsRedis": a.hosts_redis, "load": None,
+                    "lastSeen": datetime.fromtimestamp(time.time() - (time.monotonic() - record.last_seen),
+                                                       timezone.utc).isoformat(),
+                    "url": record.base_url, "self": False,
+                })
+        return out
+
+    async def diagnose(self) -> dict:
         import shutil
         import sys
 
@@ -183,6 +351,7 @@ class Node:
         import taskiq
 
         s = self.settings
+        store_info = await self.store.diagnose()
         vm = psutil.virtual_memory()
         disk = shutil.disk_usage(s.data_dir)
         return {
@@ -209,5 +378,7 @@ class Node:
                 "retentionHours": s.retention_hours,
                 "minFreeDiskMb": s.min_free_disk_mb,
             },
-            "warnings": [],
+            "mode": self.mode,
+            "store": store_info,
+            "warnings": list(store_info.get("warnings", [])),
         }

@@ -22,6 +22,7 @@ def setup_logging(settings: Settings, level: int = logging.INFO) -> None:
     """Logs go to stdout and to a rotating file in the user log directory."""
     root = logging.getLogger()
     root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # discovery health checks every second
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not any(getattr(h, "_sayit", False) for h in root.handlers):
         console = logging.StreamHandler(sys.stdout)

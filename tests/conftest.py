@@ -42,6 +42,7 @@ class NodeProcess:
             "SAYIT_CONFIG_FILE": str(home / "config.toml"),
             "WHISPER_CACHE_DIR": str(home / "models"),
             "MAX_CONCURRENT_CHUNKS": "2",
+            "SAYIT_DISCOVERY": "off",  # federation tests turn it on, inside their own namespaces
             "TMPDIR": str(self.tmp),
             "PYTHONPATH": str(ROOT),
             **(env or {}),

@@ -20,7 +20,7 @@ async def health(state: State) -> dict:
 
 @get("/api/diagnose", summary="Engine, model, device, versions, cores, memory, disk, limits")
 async def diagnose(state: State) -> dict:
-    return state.node.diagnose()
+    return await state.node.diagnose()
 
 
 @get("/api/queue-status", summary="Jobs and chunks queued, running and done")
@@ -33,7 +33,7 @@ async def queue_status(state: State) -> dict:
 
 @get("/api/nodes", summary="This node and its peers with their load")
 async def nodes(state: State) -> dict:
-    return {"nodes": [await state.node.describe()]}
+    return {"nodes": await state.node.nodes()}
 
 
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)

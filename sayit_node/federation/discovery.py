@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 import httpx
 import ifaddr
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
+from zeroconf import DNSQuestionType, InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 __all__ = [
@@ -556,11 +556,19 @@ class Discovery:
             advert = self.advert
             label = _instance_label(advert.node_id)
             self._info = self._service_info(f"{label}.{SERVICE_TYPE}", f"{label}.local.")
+            # QM (multicast-answer) questions only: several mDNS stacks on one host share
+            # port 5353 via SO_REUSEPORT, and the kernel hands a unicast answer (to a QU
+            # question) to just one of them -- often not the one that asked.
             self._browser = AsyncServiceBrowser(
-                aiozc.zeroconf, SERVICE_TYPE, handlers=[self._on_service_state_change]
+                aiozc.zeroconf,
+                SERVICE_TYPE,
+                handlers=[self._on_service_state_change],
+                question_type=DNSQuestionType.QM,
             )
             await aiozc.async_register_service(self._info, allow_name_change=True)
-            self._liveness_task = asyncio.create_task(self._liveness_loop(), name="sayit-discovery-liveness")
+            self._liveness_task = asyncio.create_task(
+                self._liveness_loop(), name="sayit-discovery-liveness"
+            )
             self._started = True
             log.info(
                 "discovery: advertising %s as %s on %s (cluster %s)",
@@ -666,7 +674,12 @@ class Discovery:
             return
         task = asyncio.create_task(self._resolve(name))
         self._resolving[name] = task
-        task.add_done_callback(lambda t, n=name: self._resolving.pop(n, None) if self._resolving.get(n) is t else None)
+
+        def done(t: asyncio.Task[Any], n: str = name) -> None:
+            if self._resolving.get(n) is t:
+                del self._resolving[n]
+
+        task.add_done_callback(done)
 
     async def _resolve(self, name: str) -> None:
         aiozc = self._aiozc
@@ -674,7 +687,7 @@ class Discovery:
             return
         info = AsyncServiceInfo(SERVICE_TYPE, name)
         try:
-            ok = await info.async_request(aiozc.zeroconf, 3000)
+            ok = await info.async_request(aiozc.zeroconf, 3000, question_type=DNSQuestionType.QM)
         except Exception as exc:  # zeroconf closed under us, etc.
             log.debug("discovery: resolve %s failed: %s", name, exc)
             ok = False
@@ -713,7 +726,10 @@ class Discovery:
             )
             self._tracked[name] = t
             if not t.compatible:
-                log.info("discovery: %s speaks protocol %s (we speak %s)", advert.node_id, advert.protocol, own.protocol)
+                log.info(
+                    "discovery: %s speaks protocol %s (we speak %s)",
+                    advert.node_id, advert.protocol, own.protocol,
+                )
             self._emit("added", t)
             return
         changed = t.advert != advert

@@ -127,7 +127,9 @@ class JobService:
 
     def estimate_seconds(self, audio_seconds: float) -> float:
         speed = self.speed.speed() or INITIAL_SPEED_GUESS
-        return round(audio_seconds / speed, 1)
+        if audio_seconds <= 0:
+            return 0.0
+        return max(0.1, round(audio_seconds / speed, 1))
 
     async def status(self, job: JobRecord, *, partial: bool = True) -> dict:
         """The job as `GET /api/jobs/{id}` shows it (durations in seconds)."""

@@ -90,8 +90,11 @@ class JobStore(ABC):
     async def close(self) -> None: ...
 
     # -- leases: only a shared store needs them; a single process owns every chunk it runs --
-    async def renew_leases(self, worker: str) -> int:
-        """Extend the leases of every chunk `worker` holds (called every few seconds)."""
+    async def renew_leases(self, worker: str, holding=None) -> int:
+        """Extend the leases of every chunk `worker` holds (called every few seconds).
+
+        `holding`: the (job, chunk) pairs the node really runs; others it holds are handed back.
+        """
         return 0
 
     async def requeue_expired(self) -> int:

@@ -4,6 +4,7 @@ Run inside a throwaway network namespace only. Prints one JSON object per line o
   {"event": "ready", ...}                      after Discovery.start() returned
   {"event": "peer", "change": ..., ...}        for every on_change callback
   {"event": "stopped", ...}                    after a graceful stop (SIGTERM/SIGINT)
+  {"event": "advert-updated", ...}             after SIGUSR1 (advertises hosts_redis=1)
 Every line carries "t" = time.time() so the test can measure across processes.
 """
 
@@ -63,6 +64,8 @@ async def main() -> int:
     ap.add_argument("--dead-after", type=float, default=6.0)
     ap.add_argument("--forget-after", type=float, default=60.0)
     ap.add_argument("--no-health", action="store_true", help="do not serve /api/health")
+    ap.add_argument("--trust", action="append", default=[],
+                    help="node id the external liveness source reports alive (repeatable)")
     args = ap.parse_args()
 
     server = None
@@ -101,6 +104,8 @@ async def main() -> int:
             address=rec.address,
             cluster_id=rec.advert.cluster_id,
             in_zeroconf_cache=in_cache,
+            hosts_redis=rec.advert.hosts_redis,
+            redis_port=rec.advert.redis_port,
             peers=sorted(disc.peers()),
         )
 
@@ -110,6 +115,7 @@ async def main() -> int:
         on_change=on_change,
         dead_after=args.dead_after,
         forget_after=args.forget_after,
+        liveness_source=(lambda: set(args.trust)) if args.trust else None,
     )
     t0 = time.time()
     await disc.start()
@@ -126,6 +132,16 @@ async def main() -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    async def start_hosting_redis() -> None:  # what a node does when it starts a Redis
+        try:
+            new = await disc.update_advert(hosts_redis=True, redis_port=6379)
+        except Exception as exc:
+            emit(event="error", node=args.node_id, error=repr(exc))
+            raise
+        emit(event="advert-updated", node=args.node_id, hosts_redis=new.hosts_redis)
+
+    loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(start_hosting_redis()))
     await stop.wait()
     await disc.stop()
     if server is not None:
