@@ -32,7 +32,7 @@ CLEANUP_INTERVAL = 60.0
 LEASE_SECONDS = 15.0  # a dead node's chunk is rerun within ~LEASE + REAP_INTERVAL seconds
 REAP_INTERVAL = 5.0
 HEARTBEAT_INTERVAL = 1.0
-HEARTBEAT_TTL = 8.0  # a silent peer shows "down" after 3 s and is gone after this
+HEARTBEAT_TTL = 6.0  # a silent peer shows "down" after 3 s and is gone after this
 JOIN_WAIT = 3.0  # how long a node without Redis looks for a cluster to join at start
 
 
@@ -99,6 +99,8 @@ class Node:
             min_free_bytes=s.min_free_disk_mb * 1024 * 1024, default_language=s.language,
             beam_size=s.beam_size, speed=self.speed, on_submitted=self._job_submitted,
         )
+        if self.registry is not None:
+            self.service.live_models = self.live_models
         await self.scheduler.start()
         self._spawn(self._cleanup_loop(), "sayit-cleanup")
         if self.registry is not None:
@@ -180,6 +182,14 @@ class Node:
                     return f"redis://{auth}{peer.address}:{peer.advert.redis_port}/0"
             await asyncio.sleep(0.2)
         return None
+
+    async def live_models(self) -> set[str]:
+        """Models served by this node and by live, compatible peers."""
+        models = {self.engine.model_name}
+        for node in await self.nodes():
+            if node.get("state") == "up" and node.get("model"):
+                models.add(node["model"])
+        return models
 
     async def _live_ids(self) -> set[str]:
         if self.registry is None:
@@ -325,7 +335,9 @@ class Node:
                 elif age > 3 * HEARTBEAT_INTERVAL:
                     peer["state"] = "down"
                 out.append(peer)
-        if self.discovery is not None:
+        if self.discovery is not None and self.registry is None:
+            # Standalone: peers come from mDNS, kept alive by health checks. Federated: the
+            # cluster's members are the Redis heartbeats above (faster to notice a dead node).
             for record in self.discovery.peers(include_down=False).values():
                 if record.node_id in seen:
                     continue

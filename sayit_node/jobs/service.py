@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -51,6 +51,7 @@ class JobService:
         self.beam_size = beam_size
         self.speed = speed
         self.on_submitted = on_submitted
+        self.live_models: Callable[[], Awaitable[set[str]]] | None = None  # set by a federated node
 
     @property
     def model_name(self) -> str:
@@ -143,6 +144,10 @@ class JobService:
             eta = self.estimate_seconds(remaining)
         elif job.status == "completed":
             eta = 0.0
+        warning = None
+        if job.status in ("queued", "running") and self.live_models is not None:
+            if job.model not in await self.live_models():
+                warning = f"no live node serves model '{job.model}'; the job waits until one does"
         return {
             "jobId": job.id,
             "status": job.status,
@@ -157,6 +162,7 @@ class JobService:
             "filename": job.filename,
             "partialText": partial_text,
             "error": job.error,
+            "warning": warning,
             "createdAt": job.created_at,
             "startedAt": job.started_at,
             "finishedAt": job.finished_at,
