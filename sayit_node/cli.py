@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 3000)")
     serve.add_argument("--model", help="model name (tiny.en, base, small, large-v3, ...) or directory")
     serve.add_argument("--engine", choices=["auto", "faster-whisper", "mlx"])
+    serve.add_argument("--cluster-secret", help="join only clusters holding this secret (SAYIT_CLUSTER_SECRET)")
+    serve.add_argument("--host-redis", action="store_true", default=None,
+                       help="run the cluster's redis-server here and advertise it (SAYIT_HOST_REDIS)")
+    serve.add_argument("--redis-url", help="use this Redis for the cluster (REDIS_URL)")
 
     tr = sub.add_parser("transcribe", help="transcribe files (in-process, or on a running node with --server)")
     tr.add_argument("files", nargs="+", type=Path)
@@ -43,15 +47,30 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show a node's health and queue")
     st.add_argument("--server", default=None, help="URL of the node (default from settings)")
     st.add_argument("--api-key")
+
+    peers = sub.add_parser("peers", help="list a node's peers (GET /api/nodes)")
+    peers.add_argument("--server", default=None, help="URL of the node (default from settings)")
+    peers.add_argument("--api-key")
+
+    sub.add_parser("convert-model", help="convert a CTranslate2 Whisper model into an MLX model", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["convert-model"]:
+        from .engines.ct2_to_mlx import main as convert_main
+
+        sys.exit(convert_main(argv[1:]))
     args = _parser().parse_args(argv)
     if args.command == "serve":
         from .server import serve
 
-        serve(load_settings(host=args.host, port=args.port, model=args.model, engine=args.engine))
+        serve(load_settings(host=args.host, port=args.port, model=args.model, engine=args.engine,
+                            cluster_secret=args.cluster_secret, host_redis=args.host_redis,
+                            redis_url=args.redis_url))
+    elif args.command == "peers":
+        sys.exit(peers(args))
     elif args.command == "transcribe":
         sys.exit(transcribe(args))
     elif args.command == "status":
@@ -171,6 +190,26 @@ def _transcribe_remote(args, fmt: str) -> int:
             out.write_text(result.text, encoding="utf-8")
             progress.console.print(f"{path.name} -> {out}")
     return 1 if failures else 0
+
+
+def peers(args) -> int:
+    from rich.table import Table
+
+    settings = load_settings()
+    base = (args.server or f"http://{settings.host}:{settings.port}").rstrip("/")
+    try:
+        nodes = httpx.get(base + "/api/nodes", headers=_headers(args.api_key), timeout=5).json()["nodes"]
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        console.print(f"[red]no node at {base}:[/] {exc}")
+        return 1
+    table = Table("name", "state", "engine", "model", "cores", "active", "speed", "url")
+    for node in nodes:
+        load = node.get("load") or {}
+        table.add_row(node["name"] + (" (this node)" if node.get("self") else ""), node["state"],
+                      str(node.get("engine")), str(node.get("model")), str(node.get("cores")),
+                      str(load.get("activeChunks", "-")), str(load.get("speed", "-")), str(node.get("url")))
+    Console().print(table)
+    return 0
 
 
 def status(args) -> int:

@@ -87,7 +87,8 @@ class Node:
         await self._open_store()
         self._broker = make_broker()
         self.worker = ChunkWorker(self.store, self.engine, self.node_id, speed=self.speed,
-                                  on_chunk_end=self._chunk_ended, on_job_end=self._job_ended)
+                                  on_chunk_end=self._chunk_ended, on_job_end=self._job_ended,
+                                  on_chunk_done=self._chunk_done)
         task = register_tasks(self._broker, self.worker)
         await self._broker.startup()
         self.scheduler = Scheduler(
@@ -237,6 +238,11 @@ class Node:
         if self.scheduler:
             self.scheduler.chunk_finished(job_id, index)
 
+    def _chunk_done(self, audio_seconds: float, wall_seconds: float) -> None:
+        self.metrics.chunks.inc()
+        self.metrics.audio_seconds.inc(audio_seconds)
+        self.metrics.chunk_duration.observe(wall_seconds)
+
     def _job_ended(self, job: JobRecord) -> None:
         self.metrics.jobs.labels(job.status).inc()
         for listener in self.job_listeners:
@@ -292,6 +298,7 @@ class Node:
             "activeChunks": active,
             "queuedChunks": counts.chunks["queued"],
             "speed": speed,
+            "chunksDone": self.speed.total_chunks,
         }
 
     async def describe(self) -> dict:

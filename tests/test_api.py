@@ -356,9 +356,12 @@ def test_system_routes(node):
         assert set(queue["jobs"]) >= {"queued", "running", "completed", "failed", "cancelled"}
         nodes = client.get("/api/nodes").json()["nodes"]
         assert len(nodes) == 1 and nodes[0]["self"] is True and nodes[0]["state"] == "up"
-        assert set(nodes[0]["load"]) == {"cpu", "memory", "activeChunks", "queuedChunks", "speed"}
+        assert set(nodes[0]["load"]) == {"cpu", "memory", "activeChunks", "queuedChunks", "speed", "chunksDone"}
+        assert nodes[0]["load"]["chunksDone"] > 0
         metrics = client.get("/metrics").text
         assert "sayit_jobs_submitted_total" in metrics and "sayit_active_chunks" in metrics
+        chunks = [line for line in metrics.splitlines() if line.startswith("sayit_chunks_total ")]
+        assert chunks and float(chunks[0].split()[1]) > 0
         schema = client.get("/schema/openapi.json").json()
         assert "/v1/audio/transcriptions" in schema["paths"]
 

@@ -28,7 +28,8 @@ async def queue_status(state: State) -> dict:
     node = state.node
     counts = await node.store.counts()
     return {"jobs": counts.jobs, "chunks": counts.chunks, "activeChunks": node.worker.active,
-            "maxConcurrentChunks": node.settings.max_concurrent_chunks, "speed": round(node.speed.speed(), 2)}
+            "maxConcurrentChunks": node.settings.max_concurrent_chunks, "speed": round(node.speed.speed(), 2),
+            "chunksDoneHere": node.speed.total_chunks}
 
 
 @get("/api/nodes", summary="This node and its peers with their load")

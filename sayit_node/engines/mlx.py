@@ -130,6 +130,10 @@ if default_device() == "cpu":
     preload_openblas()
 
 
+# --------------------------------------------------------------------------------------------
+# The MLX thread
+
+
 class _MlxThread:
     """One daemon thread that runs all MLX work in the process, and never exits.
 
@@ -140,7 +144,8 @@ class _MlxThread:
     """
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], Future[Any]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], Future[Any]]]
+        self._queue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="sayit-mlx", daemon=True)
         self._thread.start()
 

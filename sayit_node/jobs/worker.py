@@ -63,6 +63,7 @@ class ChunkWorker:
     speed: SpeedMeter = field(default_factory=SpeedMeter)
     on_chunk_end: Callable[[str, int], None] | None = None
     on_job_end: Callable[[object], None] | None = None
+    on_chunk_done: Callable[[float, float], None] | None = None  # (audio seconds, wall seconds)
     active: int = 0
 
     async def run_chunk(self, job_id: str, index: int) -> None:
@@ -100,6 +101,8 @@ class ChunkWorker:
         else:
             busy = time.monotonic() - started
             self.speed.record(len(samples) / SAMPLE_RATE, busy)
+            if self.on_chunk_done:
+                self.on_chunk_done(len(samples) / SAMPLE_RATE, busy)
             job = await self.store.complete_chunk(job_id, index, [s.to_dict() for s in segments])
             log.debug("chunk %s/%d done in %.2fs (%d segments)", job_id, index, busy, len(segments))
         if job is not None and job.status in ("completed", "failed") and self.on_job_end:
