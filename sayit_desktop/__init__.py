@@ -4,3 +4,5 @@ The tray talks to its node only through the node's HTTP API; the node also runs 
 """
 
 __version__ = "0.1.0"
+
+from . import _refcount_guard  # noqa: E402,F401  (PySide6 6.12 on Python 3.11: see there)

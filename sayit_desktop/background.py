@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,8 @@ class Background(QObject):
         super().__init__(parent)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sayit-http")
         self._closed = False
-        self._finished.connect(self._deliver)
+        # Queued even when the call finished at once: callbacks never run inside submit().
+        self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
     def submit(self, fn: Callable[[], Any],
                on_done: Callable[[Any, BaseException | None], None] | None = None) -> Future | None:

@@ -25,12 +25,12 @@ NODE_KEYS = (
     "cluster_secret", "host_redis", "redis_url", "api_keys",
 )
 SECRET_KEYS = frozenset({"cluster_secret", "api_keys"})
-# Environment names of settings the federation part of the node is adding; used while the
-# node's Settings does not define them yet.
+# Environment names of federation settings, used should the node's Settings not define them.
 FALLBACK_ENV_NAMES = {
     "cluster_secret": "SAYIT_CLUSTER_SECRET",
     "host_redis": "SAYIT_HOST_REDIS",
-    "redis_url": "SAYIT_REDIS_URL",
+    "redis_url": "REDIS_URL",
+    "discovery": "SAYIT_DISCOVERY",
 }
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LAN_HOST = "0.0.0.0"
@@ -236,6 +236,8 @@ def env_overrides(environ: Mapping[str, str] | None = None,
     out: dict[str, Override] = {}
     for field in names:
         var = env_name(field).lower()
+        if field == "redis_url" and var not in env_lower and "redis_host" in env_lower:
+            var = "redis_host"  # the node builds its Redis URL from REDIS_HOST too
         if var in env_lower:
             name, value = env_lower[var]
             out[field] = Override(field, name, value, "environment")
@@ -309,7 +311,8 @@ def validate(values: Mapping[str, Any]) -> dict[str, str]:
 
 
 def redis_mode(values: Mapping[str, Any]) -> str:
-    """'host' (run Redis here), 'url' (use a given Redis) or 'auto' (find one on the LAN)."""
+    """'host' (run Redis here), 'url' (use a given Redis) or 'auto' (find one on the LAN with
+    mDNS discovery, or work alone)."""
     if values.get("host_redis"):
         return "host"
     if values.get("redis_url"):

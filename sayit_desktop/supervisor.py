@@ -115,8 +115,10 @@ class Supervisor(QObject):
         self.responding = True
         self.crashes = 0
         self.restart_at: float | None = None
+        self.last_exit_code: int | None = None
 
         self._want_running = False
+        self._attach_only = False
         self._restart_after_stop = False
         self._token = 0  # bumps on every start/stop so that late answers are dropped
         self._in_flight = False
@@ -148,13 +150,15 @@ class Supervisor(QObject):
             return "starting"
         return self.state.value
 
-    def start(self) -> None:
-        """Attach to a node already on the configured port, or start one."""
+    def start(self, *, attach_only: bool = False) -> None:
+        """Attach to a node already on the configured port, or start one (unless
+        `attach_only`, used when the app opens with "start the node" switched off)."""
         if self.state in (State.STARTING, State.RUNNING, State.STOPPING):
             if self.state == State.STOPPING:
                 self._restart_after_stop = True
             return
-        self._want_running = True
+        self._want_running = not attach_only
+        self._attach_only = attach_only
         self._restart_timer.stop()
         self.restart_at = None
         if self.state != State.ERROR:
@@ -220,9 +224,7 @@ class Supervisor(QObject):
         if self.state in (State.STOPPED, State.ERROR):
             self.start()
             return
-        if self.attached and self.state == State.RUNNING:
-            # Not ours to restart in place: stop it and start our own with the new settings.
-            pass
+        # An attached node is stopped through its API too; then the tray starts its own.
         self.stop()
         self._restart_after_stop = True
 
@@ -282,6 +284,9 @@ class Supervisor(QObject):
             self.attached = True
             self.process = None
             self._became_healthy(health)
+            return
+        if self._attach_only:
+            self._set_state(State.STOPPED, "Node stopped")
             return
         if kind == "busy":
             self._fail(f"Port {self.port} is used by another program; choose another port in Settings.",
@@ -407,6 +412,7 @@ class Supervisor(QObject):
 
     def _exited(self, code: int) -> None:
         proc = self.process
+        self.last_exit_code = code
         self._cleanup_process()
         if self.state == State.STOPPING or not self._want_running:
             log.info("node %s exited with code %s", proc.pid if proc else "?", code)

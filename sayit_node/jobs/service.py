@@ -141,7 +141,8 @@ class JobService:
             partial_text = stitch(chunks, language=job.language, duration=job.duration, prefix_only=True).text
         eta = None
         if job.status in ("queued", "running"):
-            eta = self.estimate_seconds(remaining)
+            # The chunk list may be a moment newer than `job`: an active job never shows 0.
+            eta = max(0.1, self.estimate_seconds(remaining))
         elif job.status == "completed":
             eta = 0.0
         warning = None

@@ -1,0 +1,126 @@
+"""The real thing: the app under Xvfb with Debian's trayer as the tray host. The icon must be
+embedded in the tray, a real right-click (xdotool) must open its menu, and a screenshot of it
+is saved in the test's temporary directory."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from PySide6.QtGui import QColor, QImage
+
+from sayit_desktop.icons import COLOURS
+
+from .helpers import healthy, port_is_free, wait_for
+from .xsession import PACKAGES, XSession, missing_tools
+
+
+@pytest.fixture
+def xsession(tmp_path):
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: apt-get install {PACKAGES}")
+    session = XSession(tmp_path / "x").start()
+    yield session
+    session.stop()
+
+
+def colour_near(image: QImage, rect, colour: str, tolerance: int = 40) -> bool:
+    want = QColor(colour)
+    x0, y0, w, h = rect
+    for y in range(max(0, y0), min(image.height(), y0 + h)):
+        for x in range(max(0, x0), min(image.width(), x0 + w)):
+            c = image.pixelColor(x, y)
+            if (abs(c.red() - want.red()) + abs(c.green() - want.green())
+                    + abs(c.blue() - want.blue())) < tolerance:
+                return True
+    return False
+
+
+def test_icon_is_embedded_and_its_menu_opens_on_right_click(xsession, node_env, real_node, tmp_path, spawned):
+    panel = xsession.start_tray()
+    app = subprocess.Popen([sys.executable, "-m", "sayit_desktop"], env=xsession.env(), cwd=node_env.root,
+                           stdout=subprocess.DEVNULL, stderr=open(tmp_path / "app.log", "wb"))
+    spawned.append(app)
+
+    # The icon: a window of the app whose parent is not the root window but trayer's socket.
+    root = xsession.root()
+    icon = None
+
+    def find_icon():
+        nonlocal icon
+        for win in xsession.search("--pid", str(app.pid)):
+            try:
+                parent = xsession.parent(win)
+                geometry = xsession.geometry(win)
+            except (RuntimeError, AttributeError):
+                continue
+            if parent and parent != root and geometry["width"] > 1 and geometry["mapped"]:
+                icon = win
+                return True
+        return False
+
+    assert wait_for(find_icon, 20, 0.2), (tmp_path / "app.log").read_text()[-3000:]
+    socket_window = xsession.parent(icon)
+    assert xsession.parent(socket_window) == panel  # embedded: icon -> trayer socket -> panel
+    g_icon, g_panel = xsession.geometry(icon), xsession.geometry(panel)
+    assert g_panel["x"] <= g_icon["x"] < g_panel["x"] + g_panel["width"]
+    assert g_panel["y"] <= g_icon["y"] < g_panel["y"] + g_panel["height"]
+
+    assert wait_for(lambda: healthy(node_env.port), 60), (tmp_path / "app.log").read_text()[-3000:]
+    time.sleep(1.5)  # a poll or two: the status line and icon say Running / idle
+    time.sleep(0.7)  # the icon has geometry; give the tray a moment to paint it
+
+    tray_shot = QImage(str(xsession.screenshot(tmp_path / "tray.png")))
+    # The tray shows the idle (green) icon of a running node.
+    assert colour_near(tray_shot, (g_icon["x"], g_icon["y"], g_icon["width"], g_icon["height"]),
+                       COLOURS["idle"][1])
+    assert not colour_near(tray_shot, (g_icon["x"], g_icon["y"], g_icon["width"], g_icon["height"]),
+                           COLOURS["error"][1])
+
+    before = set(xsession.search("--onlyvisible", "--pid", str(app.pid)))
+    xsession.right_click(icon)
+    menu = None
+
+    def find_menu():
+        nonlocal menu
+        for win in set(xsession.search("--onlyvisible", "--pid", str(app.pid))) - before:
+            g = xsession.geometry(win)
+            if g["width"] > 100 and g["height"] > 100 and g["mapped"]:
+                menu = win
+                return True
+        return False
+
+    assert wait_for(find_menu, 10, 0.1), "no menu appeared after the right-click"
+    time.sleep(0.7)
+    shot = xsession.screenshot(tmp_path / "tray-menu.png")
+    assert shot.stat().st_size > 5000
+
+    image = QImage(str(shot))
+    g_menu = xsession.geometry(menu)
+    # The menu is drawn: many colours (text on a background) inside its rectangle.
+    colours = {image.pixel(x, y) for x in range(g_menu["x"], g_menu["x"] + g_menu["width"], 3)
+               for y in range(g_menu["y"], g_menu["y"] + g_menu["height"], 3)}
+    assert len(colours) > 8
+
+    def menu_closed():
+        try:
+            return not xsession.geometry(menu)["mapped"]
+        except RuntimeError:  # the popup's window is gone
+            return True
+
+    assert not menu_closed()
+    xsession.key("Escape")
+    assert wait_for(menu_closed, 5, 0.1)
+
+    # Leaving (SIGTERM works like Quit): the node goes too.
+    nodes = [p for p in psutil.Process(app.pid).children() if "sayit_node" in " ".join(p.cmdline())]
+    assert len(nodes) == 1
+    app.send_signal(signal.SIGTERM)
+    assert app.wait(20) == 0
+    assert wait_for(lambda: not nodes[0].is_running() or nodes[0].status() == psutil.STATUS_ZOMBIE, 10)
+    assert port_is_free(node_env.port)
