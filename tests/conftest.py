@@ -85,6 +85,28 @@ class NodeProcess:
                 self.proc.wait(10)
 
 
+def submit_job(client: httpx.Client, path: Path) -> str:
+    """Upload `path` as an async job; returns its id."""
+    response = client.post("/api/transcribe", files={"audio": path.open("rb")}, data={"async": "true"})
+    assert response.status_code == 202, response.text
+    return response.json()["jobId"]
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
+    """Poll until the job is completed, failed or cancelled (tolerating a node restarting)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            job = client.get(f"/api/jobs/{job_id}").json()
+        except httpx.HTTPError:
+            time.sleep(0.2)
+            continue
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(job_id)
+
+
 @pytest.fixture
 def node_factory(tmp_path):
     """Start real nodes: `node_factory(env={...}, home=path)`; all are stopped afterwards."""

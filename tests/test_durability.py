@@ -7,23 +7,8 @@ import time
 
 import pytest
 
+from tests.conftest import submit_job, wait_job
 from tests.speech import wer
-
-
-def _submit(client, path) -> str:
-    response = client.post("/api/transcribe", files={"audio": path.open("rb")}, data={"async": "true"})
-    assert response.status_code == 202, response.text
-    return response.json()["jobId"]
-
-
-def _wait(client, job_id, timeout=300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("completed", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise TimeoutError(job)
 
 
 @pytest.mark.slow
@@ -32,13 +17,13 @@ def test_sigkill_mid_job_then_restart_finishes_the_job(node_factory, tmp_path, a
     # Uninterrupted run for the reference WER.
     clean = node_factory(home=tmp_path / "clean")
     with clean.client() as client:
-        clean_job = _wait(client, _submit(client, path))
+        clean_job = wait_job(client, submit_job(client, path))
         clean_text = client.get(f"/api/jobs/{clean_job['jobId']}/result", params={"format": "text"}).text
     clean.stop()
 
     node = node_factory(home=tmp_path / "victim")
     with node.client() as client:
-        job_id = _submit(client, path)
+        job_id = submit_job(client, path)
         finished_before_kill = None
         while True:  # kill once some, but not all, chunks are done
             job = client.get(f"/api/jobs/{job_id}").json()
@@ -53,7 +38,7 @@ def test_sigkill_mid_job_then_restart_finishes_the_job(node_factory, tmp_path, a
 
     node.start()  # same data directory
     with node.client() as client:
-        job = _wait(client, job_id)
+        job = wait_job(client, job_id)
         assert job["status"] == "completed"
         assert job["completedChunks"] == job["totalChunks"] == clean_job["totalChunks"]
         text = client.get(f"/api/jobs/{job_id}/result", params={"format": "text"}).text
@@ -73,14 +58,14 @@ def test_short_job_is_not_starved_by_a_long_one(node_factory, tmp_path, all_spee
     node = node_factory()
     with node.client() as client:
         started = time.monotonic()
-        _wait(client, _submit(client, short_path))
+        wait_job(client, submit_job(client, short_path))
         alone = time.monotonic() - started
 
-        long_id = _submit(client, long_path)
+        long_id = submit_job(client, long_path)
         while client.get(f"/api/jobs/{long_id}").json()["completedChunks"] < 1:
             time.sleep(0.05)
         started = time.monotonic()
-        short_job = _wait(client, _submit(client, short_path))
+        short_job = wait_job(client, submit_job(client, short_path))
         loaded = time.monotonic() - started
         long_job = client.get(f"/api/jobs/{long_id}").json()
         text = client.get(f"/api/jobs/{short_job['jobId']}/result", params={"format": "text"}).text

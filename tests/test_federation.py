@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.redis_fixture import start_redis
+from tests.conftest import submit_job, wait_job
 from tests.speech import wer
 
 pytestmark = pytest.mark.slow
@@ -19,26 +20,6 @@ def redis(tmp_path):
     server = start_redis(tmp_path / "redis", appendonly=True, password="s3cret")
     yield server
     server.stop()
-
-
-def _submit(client, path) -> str:
-    response = client.post("/api/transcribe", files={"audio": path.open("rb")}, data={"async": "true"})
-    assert response.status_code == 202, response.text
-    return response.json()["jobId"]
-
-
-def _wait(client, job_id, timeout=240) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            job = client.get(f"/api/jobs/{job_id}").json()
-        except httpx.HTTPError:
-            time.sleep(0.2)
-            continue
-        if job["status"] in ("completed", "failed", "cancelled"):
-            return job
-        time.sleep(0.2)
-    raise TimeoutError(job_id)
 
 
 def _active_chunks(node) -> int:
@@ -57,7 +38,7 @@ def test_two_nodes_share_a_job_and_any_node_serves_it(node_factory, redis, all_s
             time.sleep(0.2)
             names = {n["name"]: n for n in ca.get("/api/nodes").json()["nodes"]}
         assert names["beta"]["state"] == "up" and names["beta"]["self"] is False
-        job_id = _submit(ca, path)
+        job_id = submit_job(ca, path)
         busy_b = False
         while (job := cb.get(f"/api/jobs/{job_id}").json())["status"] not in ("completed", "failed"):
             busy_b = busy_b or _active_chunks(b) > 0
@@ -76,14 +57,14 @@ def test_sigkill_worker_mid_chunk_reruns_it_and_origin_death_loses_nothing(node_
     worker = node_factory(env={**env, "WORKER_ID": "worker"})
     survivor = node_factory(env={**env, "WORKER_ID": "survivor"})
     with origin.client() as client:
-        job_id = _submit(client, path)
+        job_id = submit_job(client, path)
     while _active_chunks(worker) == 0:  # the worker is in the middle of a chunk
         time.sleep(0.02)
     worker.kill(signal.SIGKILL)
     killed_at = time.monotonic()
     origin.kill(signal.SIGKILL)  # and the node that took the upload dies too
     with survivor.client() as client:
-        job = _wait(client, job_id)
+        job = wait_job(client, job_id)
         elapsed = time.monotonic() - killed_at
         print(f"job finished {elapsed:.1f}s after its worker and origin were killed")
         assert job["status"] == "completed" and job["completedChunks"] == job["totalChunks"]
@@ -93,22 +74,27 @@ def test_sigkill_worker_mid_chunk_reruns_it_and_origin_death_loses_nothing(node_
 
 
 def test_graceful_stop_hands_chunks_back_at_once(node_factory, redis, minute_speech):
+    import redis as redis_py
+
     path, _ = minute_speech
     env = {"REDIS_URL": redis.url, "MAX_CONCURRENT_CHUNKS": "1", "SAYIT_ENGINE": "simulated",
            "SAYIT_SIMULATED_COST": "0.5"}  # 2x real time: a 25 s chunk takes ~12 s
     a = node_factory(env={**env, "WORKER_ID": "a"})
     b = node_factory(env={**env, "WORKER_ID": "b"})
+    b_id = httpx.get(b.url + "/api/health").json()["nodeId"]
+    db = redis_py.Redis.from_url(redis.url)
     with a.client() as client:
-        job_id = _submit(client, path)
+        job_id = submit_job(client, path)
         while _active_chunks(b) == 0:
             time.sleep(0.02)
+        assert db.scard(f"sayit:v1:worker:{b_id}") == 1
         b.kill(signal.SIGTERM)
-        stopped = time.monotonic()
-        job = _wait(client, job_id, timeout=120)
-    assert job["status"] == "completed"
-    # With a 15 s lease, waiting for expiry would add >15 s; handed back, a (1 chunk at a time)
-    # runs the remaining chunks back to back.
-    print(f"completed {time.monotonic() - stopped:.1f}s after SIGTERM")
+        # b exited: its chunk is back in the queue now, not after the 15 s lease.
+        assert db.scard(f"sayit:v1:worker:{b_id}") == 0
+        assert not [m for m in db.zrange("sayit:v1:leases", 0, -1) if m.decode().startswith(job_id)
+                    and db.sismember(f"sayit:v1:worker:{b_id}", m)]
+        job = wait_job(client, job_id, timeout=120)
+    assert job["status"] == "completed" and job["completedChunks"] == job["totalChunks"]
 
 
 def test_redis_restart_with_aof_resumes_jobs(node_factory, redis, minute_speech):
@@ -117,9 +103,9 @@ def test_redis_restart_with_aof_resumes_jobs(node_factory, redis, minute_speech)
            "SAYIT_SIMULATED_COST": "0.1"}
     node = node_factory(env=env)
     with node.client() as client:
-        job_id = _submit(client, path)
+        job_id = submit_job(client, path)
         redis.restart(pause=1.0)
-        job = _wait(client, job_id, timeout=120)
+        job = wait_job(client, job_id, timeout=120)
     assert job["status"] == "completed" and job["completedChunks"] == job["totalChunks"]
 
 
@@ -130,7 +116,7 @@ def test_only_nodes_serving_the_model_take_its_chunks(node_factory, redis, minut
     serving = node_factory(env={**env, "SAYIT_MODEL": "base", "WORKER_ID": "serving",
                                 "SAYIT_SIMULATED_COST": "0.5"})
     with serving.client() as client:
-        job_id = _submit(client, path)
+        job_id = submit_job(client, path)
         assert client.get(f"/api/jobs/{job_id}").json()["model"] == "base"
     while _active_chunks(serving) == 0:
         time.sleep(0.02)
@@ -156,3 +142,24 @@ def test_wrong_redis_password_is_refused(node_factory, redis, tmp_path):
     with pytest.raises(RuntimeError) as exc:
         node.start(timeout=30)
     assert "Redis" in str(exc.value)
+
+
+def test_a_node_of_another_protocol_is_listed_incompatible(node_factory, redis):
+    import asyncio
+    from datetime import datetime, timezone
+
+    from sayit_node.federation.registry import NodeRegistry
+
+    node = node_factory(env={"REDIS_URL": redis.url, "SAYIT_ENGINE": "simulated"})
+
+    async def publish_future_node():
+        registry = NodeRegistry(redis.url, "future-node")
+        await registry.publish({"id": "future-node", "name": "future", "protocol": 99, "state": "up",
+                                "model": "tiny.en", "lastSeen": datetime.now(timezone.utc).isoformat()}, ttl=30)
+        await registry.close()
+
+    asyncio.run(publish_future_node())
+    nodes = {n["name"]: n for n in httpx.get(node.url + "/api/nodes").json()["nodes"]}
+    assert nodes["future"]["state"] == "incompatible"
+    # ... and its model does not count as served: its keyspace (sayit:v99:) is not ours.
+    assert nodes[[n for n in nodes if nodes[n]["self"]][0]]["protocol"] == 1

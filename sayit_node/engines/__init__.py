@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import platform
-import sys
 
 from .base import (
     SAMPLE_RATE,
@@ -47,8 +47,6 @@ def choose_engine(requested: str, *, system: str | None = None, machine: str | N
 
 def load_engine(settings) -> Engine:
     """Load the engine and model the settings ask for (may download the model)."""
-    import os
-
     engine_name = choose_engine(settings.engine)
     display = model_display_name(settings.model)
     if engine_name == "simulated":
@@ -72,5 +70,3 @@ def load_engine(settings) -> Engine:
         cores=os.cpu_count() or 1,
     )
 
-
-del sys
