@@ -163,3 +163,25 @@ def test_a_node_of_another_protocol_is_listed_incompatible(node_factory, redis):
     assert nodes["future"]["state"] == "incompatible"
     # ... and its model does not count as served: its keyspace (sayit:v99:) is not ours.
     assert nodes[[n for n in nodes if nodes[n]["self"]][0]]["protocol"] == 1
+
+
+def test_host_redis_without_redis_server_says_so(node_factory):
+    node = node_factory(env={"SAYIT_HOST_REDIS": "1", "SAYIT_REDIS_SERVER": "no-such-redis-server"}, start=False)
+    with pytest.raises(RuntimeError):
+        node.start(timeout=30)
+    assert "install redis-server" in node.log.read_text()
+
+
+def test_hosted_redis_stops_with_its_node_even_on_sigkill(node_factory):
+    import psutil
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    node = node_factory(env={"SAYIT_HOST_REDIS": "1", "SAYIT_HOSTED_REDIS_PORT": str(port)})
+    assert httpx.get(node.url + "/api/diagnose").json()["mode"] == "federated"
+    children = psutil.Process(node.proc.pid).children()
+    assert any("redis-server" in " ".join(c.cmdline()) for c in children)
+    node.kill(signal.SIGKILL)
+    psutil.wait_procs(children, timeout=10)
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children)

@@ -11,11 +11,21 @@ import asyncio
 import ipaddress
 import logging
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends redis-server SIGTERM if its node dies, even by SIGKILL."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class RedisUnavailable(Exception):
@@ -61,7 +71,7 @@ class HostedRedis:
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=False)
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(self.url)
