@@ -64,8 +64,6 @@ class Node:
         self._background: list[asyncio.Task] = []
         self._process = psutil.Process()
         self._process.cpu_percent(None)
-        self.job_listeners: list = []  # callables(job) run when a job completes or fails
-        self.redis_url: str | None = None
         self.registry = None
         self.discovery: Discovery | None = None
         self.hosted_redis: HostedRedis | None = None
@@ -164,7 +162,6 @@ class Node:
             await store.close()
             raise RuntimeError(f"cannot use the cluster's Redis ({type(exc).__name__}: {exc})") from exc
         self.store = store
-        self.redis_url = url
         # Chunks this node held before a crash go back to the queue (node ids are stable).
         await store.release_worker(self.node_id)
         self.registry = NodeRegistry(store.redis, self.node_id, key_prefix="sayit:")
@@ -245,8 +242,6 @@ class Node:
 
     def _job_ended(self, job: JobRecord) -> None:
         self.metrics.jobs.labels(job.status).inc()
-        for listener in self.job_listeners:
-            listener(job)
 
     async def _cleanup_loop(self) -> None:
         while True:

@@ -37,14 +37,12 @@ async def _audio_endpoint(request: Request, service: JobService, task: str) -> R
         stream = parse_bool(upload.get("stream"), "stream")
         options = JobOptions(
             task=task,
-            language=None if task == "translate" else parse_language(service, upload.get("language")),
+            language=parse_language(service, upload.get("language")),  # the spoken language, also for translate
             prompt=upload.get("prompt") or None,
             temperature=parse_temperature(upload.get("temperature")),
             word_timestamps="word" in granularities,
             beam_size=service.beam_size,
         )
-        if task == "translate" and upload.get("language"):
-            options.language = parse_language(service, upload.get("language"))
         job = await submit(service, upload, options)
     if stream:
         return openai_text_stream(service, job)
