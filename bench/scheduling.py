@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import NodeProcess  # noqa: E402
 from tests.redis_fixture import start_redis  # noqa: E402
-from tests.speech import PARAGRAPHS, duration_of, long_speech, speak_paragraphs, text_of, wer  # noqa: E402
+from tests.speech import PARAGRAPHS, duration_of, long_speech, speak_paragraphs, wer  # noqa: E402
 
 JOB_MINUTES = [30, 20, 15, 10, 8, 5, 3, 2, 1, 1]
 

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,11 +22,11 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import NodeProcess, PeakRss  # noqa: E402
 from tests.speech import PARAGRAPHS, duration_of, long_speech, speak_paragraphs, wer  # noqa: E402
 
 
@@ -60,61 +59,28 @@ def run_baseline(kind: str, audio: str, model: str, beam: int) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_sayit(audio: str, model: str, engine: str, beam: int) -> dict:
     """Start a real node, upload over HTTP, wait for the transcript; sample the node's RSS."""
-    port = _free_port()
-    with tempfile.TemporaryDirectory() as data:
-        env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "SAYIT_DATA_DIR": data, "SAYIT_LOG_DIR": data,
-               "SAYIT_MODEL": model, "SAYIT_ENGINE": engine, "SAYIT_BEAM_SIZE": str(beam),
-               "SAYIT_MAX_DURATION_MINUTES": "120"}
-        proc = subprocess.Popen([sys.executable, "-m", "sayit_node", "serve"], env=env, cwd=data,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory() as home:
+        node = NodeProcess(Path(home), {"SAYIT_MODEL": model, "SAYIT_ENGINE": engine, "SAYIT_BEAM_SIZE": str(beam),
+                                        "SAYIT_MAX_DURATION_MINUTES": "120",
+                                        "MAX_CONCURRENT_CHUNKS": str(os.cpu_count() or 1)}).start(timeout=600)
         try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(600):
-                try:
-                    if httpx.get(base + "/api/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            node = psutil.Process(proc.pid)
-            baseline_rss = node.memory_info().rss
-            peak = [baseline_rss]
-            done = [False]
-
-            def sample():
-                while not done[0]:
-                    peak[0] = max(peak[0], node.memory_info().rss)
-                    time.sleep(0.05)
-
-            import threading
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            started = time.perf_counter()
-            with open(audio, "rb") as fh:
-                response = httpx.post(base + "/v1/audio/transcriptions", timeout=3600,
+            with PeakRss(node.proc.pid) as rss, open(audio, "rb") as fh:
+                started = time.perf_counter()
+                response = httpx.post(node.url + "/v1/audio/transcriptions", timeout=3600,
                                       files={"file": ("audio.wav", fh)},
                                       data={"model": "whisper-1", "response_format": "verbose_json", "language": "en"})
-            wall = time.perf_counter() - started
-            done[0] = True
-            sampler.join()
+                wall = time.perf_counter() - started
             response.raise_for_status()
             body = response.json()
         finally:
-            proc.terminate()
-            proc.wait(30)
+            node.stop()
     return {
         "wall": wall,
         "text": body["text"],
         "segment_lengths": [s["end"] - s["start"] for s in body["segments"]],
-        "peak_rss_mb": peak[0] / 2**20,
+        "peak_rss_mb": rss.peak / 2**20,
     }
 
 

@@ -192,11 +192,18 @@ def _transcribe_remote(args, fmt: str) -> int:
     return 1 if failures else 0
 
 
+def _server_url(args) -> str:
+    """--server, or the node these settings would serve."""
+    if args.server:
+        return args.server.rstrip("/")
+    settings = load_settings()
+    return f"http://{settings.host}:{settings.port}"
+
+
 def peers(args) -> int:
     from rich.table import Table
 
-    settings = load_settings()
-    base = (args.server or f"http://{settings.host}:{settings.port}").rstrip("/")
+    base = _server_url(args)
     try:
         nodes = httpx.get(base + "/api/nodes", headers=_headers(args.api_key), timeout=5).json()["nodes"]
     except (httpx.HTTPError, KeyError, ValueError) as exc:
@@ -213,8 +220,7 @@ def peers(args) -> int:
 
 
 def status(args) -> int:
-    settings = load_settings()
-    base = (args.server or f"http://{settings.host}:{settings.port}").rstrip("/")
+    base = _server_url(args)
     try:
         with httpx.Client(base_url=base, headers=_headers(args.api_key), timeout=5) as client:
             health = client.get("/api/health").json()

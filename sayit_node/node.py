@@ -184,9 +184,9 @@ class Node:
     async def live_models(self) -> set[str]:
         """Models served by this node and by live, compatible peers."""
         models = {self.engine.model_name}
-        for node in await self.nodes():
-            if node.get("state") == "up" and node.get("model"):
-                models.add(node["model"])
+        for peer in await self.peers():
+            if peer.get("state") == "up" and peer.get("model"):
+                models.add(peer["model"])
         return models
 
     async def _live_ids(self) -> set[str]:
@@ -317,16 +317,17 @@ class Node:
         }
 
     async def nodes(self) -> list[dict]:
-        """This node first, then peers: from Redis heartbeats, and from mDNS for the rest."""
-        me = await self.describe()
-        out = [me]
-        seen = {me["id"]}
-        now = datetime.now(timezone.utc)
+        """This node first, then its peers (`GET /api/nodes`)."""
+        return [await self.describe(), *await self.peers()]
+
+    async def peers(self) -> list[dict]:
+        """Peers from Redis heartbeats (federated) or from mDNS (standalone)."""
+        out = []
         if self.registry is not None:
+            now = datetime.now(timezone.utc)
             for peer in await self.registry.live_nodes():
-                if peer.get("id") in seen:
+                if peer.get("id") == self.node_id:
                     continue
-                seen.add(peer["id"])
                 peer = {**peer, "self": False}
                 try:
                     age = (now - datetime.fromisoformat(peer["lastSeen"])).total_seconds()
@@ -337,12 +338,10 @@ class Node:
                 elif age > 3 * HEARTBEAT_INTERVAL:
                     peer["state"] = "down"
                 out.append(peer)
-        if self.discovery is not None and self.registry is None:
+        elif self.discovery is not None:
             # Standalone: peers come from mDNS, kept alive by health checks. Federated: the
             # cluster's members are the Redis heartbeats above (faster to notice a dead node).
             for record in self.discovery.peers(include_down=False).values():
-                if record.node_id in seen:
-                    continue
                 a = record.advert
                 out.append({
                     "id": a.node_id, "name": a.name, "version": a.version, "protocol": a.protocol,

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import struct
-import threading
-import time
 
-import psutil
+from tests.conftest import PeakRss
 
 
 def _big_wav(path, megabytes: int) -> None:
@@ -25,27 +23,11 @@ def test_200mb_upload_keeps_rss_flat(node_factory, tmp_path):
     node = node_factory(env={"SAYIT_MAX_UPLOAD_MB": "300"})
     path = tmp_path / "big.wav"
     _big_wav(path, 200)
-    proc = psutil.Process(node.proc.pid)
-    before = proc.memory_info().rss
-    peak = [before]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        with node.client() as client, path.open("rb") as fh:
-            response = client.post("/v1/audio/transcriptions", files={"file": ("big.wav", fh)},
-                                   data={"model": "whisper-1"})
-    finally:
-        done.set()
-        sampler.join()
+    with PeakRss(node.proc.pid) as rss, node.client() as client, path.open("rb") as fh:
+        response = client.post("/v1/audio/transcriptions", files={"file": ("big.wav", fh)},
+                               data={"model": "whisper-1"})
     # 200 MB of 16 kHz audio is ~109 minutes: refused after streaming, before any decoding.
     assert response.status_code == 413 and response.json()["error"]["code"] == "audio_too_long"
-    growth = (peak[0] - before) / 2**20
+    growth = rss.growth_mb
     print(f"RSS growth during a 200 MB upload: {growth:.1f} MB")
     assert growth < 50

@@ -40,9 +40,8 @@ def openai_text_stream(service: JobService, job: JobRecord) -> ServerSentEvent:
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         sent = ""
         async for current in service.watch(job.id, poll=0.2):
+            # Once the job is completed every chunk is done, so the prefix is the whole text.
             text = (await service.transcript(current, prefix_only=True)).text
-            if current.status == COMPLETED:
-                text = (await service.transcript(current)).text
             if text.startswith(sent) and len(text) > len(sent):
                 delta = text[len(sent):]
                 sent = text

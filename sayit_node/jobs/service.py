@@ -134,19 +134,22 @@ class JobService:
 
     async def status(self, job: JobRecord, *, partial: bool = True) -> dict:
         """The job as `GET /api/jobs/{id}` shows it (durations in seconds)."""
-        chunks = await self.store.chunks(job.id)
-        remaining = sum(c.duration for c in chunks if c.status != "done")
+        active = job.status in ("queued", "running")
+        # Chunk records (with their results) are read only when the view needs them: the job
+        # list, polled every second by the tray, mostly shows finished jobs.
+        chunks = await self.store.chunks(job.id) if active or partial else []
         partial_text = None
         if partial:
             partial_text = stitch(chunks, language=job.language, duration=job.duration, prefix_only=True).text
         eta = None
-        if job.status in ("queued", "running"):
+        if active:
+            remaining = sum(c.duration for c in chunks if c.status != "done")
             # The chunk list may be a moment newer than `job`: an active job never shows 0.
             eta = max(0.1, self.estimate_seconds(remaining))
         elif job.status == "completed":
             eta = 0.0
         warning = None
-        if job.status in ("queued", "running") and self.live_models is not None:
+        if active and self.live_models is not None:
             if job.model not in await self.live_models():
                 warning = f"no live node serves model '{job.model}'; the job waits until one does"
         return {
