@@ -65,7 +65,9 @@ class Snapshot:
 class NodeClient:
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 3.0) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = {"X-SayIt-Client": "sayit-desktop"}  # marks a program, not a web page (see /api/shutdown)
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
         # trust_env=False: a proxy from the environment must never see loopback calls.
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
                                   trust_env=False)

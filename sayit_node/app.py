@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from . import __version__
 from .api import jobs, openai, system
 from .api.errors import EXCEPTION_HANDLERS, ApiError
+from .api.guard import host_guard_middleware
 from .node import Node
 
 OPEN_PATHS = ("/api/health", "/schema")
@@ -40,6 +41,7 @@ def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> L
     return Litestar(
         route_handlers=[*openai.ROUTES, *jobs.ROUTES, *system.ROUTES],
         state=state,
+        middleware=[host_guard_middleware(settings)],
         before_request=_auth_hook(settings.api_keys) if settings.api_keys else None,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(allow_origins=settings.allowed_origins) if settings.allowed_origins else None,

@@ -149,7 +149,10 @@ async def _transcribe_local(args, fmt: str) -> int:
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = {"X-SayIt-Client": "sayit-node-cli"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
 
 
 def _error_message(response: httpx.Response) -> str:

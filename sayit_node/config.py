@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     allowed_origins: CommaList = Field(
         default_factory=list, validation_alias="ALLOWED_ORIGINS"
     )
+    # Host names (besides its own names and addresses) this node answers to; "*" for any.
+    allowed_hosts: CommaList = Field(
+        default_factory=list, validation_alias="ALLOWED_HOSTS"
+    )
     max_concurrent_chunks: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1),
         ge=1,
@@ -152,7 +156,7 @@ class Settings(BaseSettings):
     # Seconds per audio second for the simulated engine (0.01 = 100x real time).
     simulated_cost: float = Field(0.01, gt=0, validation_alias="SAYIT_SIMULATED_COST")
 
-    @field_validator("allowed_origins", "api_keys", mode="before")
+    @field_validator("allowed_origins", "allowed_hosts", "api_keys", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -369,5 +369,5 @@ def test_system_routes(node):
 def test_shutdown_from_loopback_stops_the_node(node_factory):
     node = node_factory()
     with node.client() as client:
-        assert client.post("/api/shutdown").status_code == 202
+        assert client.post("/api/shutdown", headers={"X-SayIt-Client": "test"}).status_code == 202
     assert node.proc.wait(20) == 0

@@ -51,12 +51,28 @@ def _is_loopback(request: Request) -> bool:
         return host in ("localhost", "testclient")
 
 
-@post("/api/shutdown", status_code=202, summary="Stop this node gracefully (loopback, or with an API key)")
+SHUTDOWN_HEADER = "x-sayit-client"
+
+
+def _not_cors_simple(request: Request) -> bool:
+    """True for a request a web page can send cross-site only after a CORS preflight."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return (SHUTDOWN_HEADER in request.headers or "authorization" in request.headers
+            or content_type == "application/json")
+
+
+@post("/api/shutdown", status_code=202,
+      summary="Stop this node gracefully (loopback, or with an API key; send X-SayIt-Client or a JSON body)")
 async def shutdown(request: Request, state: State) -> dict:
     # With API keys configured the auth hook already required one; without keys, only a
     # caller on this machine may stop the node.
     if not state.node.settings.api_keys and not _is_loopback(request):
         raise ApiError(403, "shutdown is only allowed from this machine or with an API key", "forbidden")
+    # A page in the user's browser reaches loopback too; the host guard refuses foreign
+    # origins, and a simple (preflight-free) request is refused here for browsers that send none.
+    if not _not_cors_simple(request):
+        raise ApiError(403, "send the header 'X-SayIt-Client' (any value) or a JSON body to shut the node down",
+                       "forbidden")
     state.request_shutdown()
     return {"status": "stopping"}
 
