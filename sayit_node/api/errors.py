@@ -33,6 +33,11 @@ def error_body(message: str, code: str, *, type: str = "invalid_request_error", 
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+def upload_limit_message(request: Request) -> str:
+    limit = request.app.state.node.settings.max_upload_mb
+    return f"the upload is larger than this node's limit of {limit:g} MB (setting SAYIT_MAX_UPLOAD_MB)"
+
+
 def api_error_response(exc: ApiError) -> Response:
     body = error_body(exc.message, exc.code, type=exc.type, param=exc.param) | exc.extra
     return Response(body, status_code=exc.status, headers=exc.headers)
@@ -48,13 +53,13 @@ _HTTP_CODES = {
 }
 
 
-def _http_error_handler(_: Request, exc: HTTPException) -> Response:
+def _http_error_handler(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     if status >= 500:
-        return _internal_error_handler(_, exc)
+        return _internal_error_handler(request, exc)
     message = exc.detail if isinstance(exc.detail, str) and exc.detail else "request failed"
     if status == 413:
-        message = "the upload is larger than the size limit"
+        message = upload_limit_message(request)
     if isinstance(exc, NotFoundException) and message == "Not Found":
         message = "no such route"
     body = error_body(message, _HTTP_CODES.get(status, "request_error"))

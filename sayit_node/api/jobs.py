@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
@@ -14,8 +15,9 @@ from ..jobs.records import JobOptions
 from ..jobs.service import JobService
 from ..jobs.transcript import normalise_format
 from .errors import ApiError
+from .models import TRANSCRIPT_RESPONSES, JobAccepted, JobList, JobView, errors, to_model
 from .responses import transcript_response, wait_and_respond
-from .uploads import parse_bool, parse_language, read_upload, submit
+from .uploads import check_model, parse_bool, parse_language, read_upload, submit
 
 
 async def _job_or_404(service: JobService, job_id: str):
@@ -25,10 +27,13 @@ async def _job_or_404(service: JobService, job_id: str):
     return job
 
 
-@post("/api/transcribe", status_code=200, summary="Transcribe an upload (field 'audio'); async=true returns a job")
+@post("/api/transcribe", status_code=200, summary="Transcribe an upload (field 'audio'); async=true returns a job",
+      responses={**TRANSCRIPT_RESPONSES, 202: ResponseSpec(JobAccepted, description="async=true: the job"),
+                 **errors(400, 401, 404, 413, 503)})
 async def transcribe(request: Request, state: State) -> Response:
     service: JobService = state.node.service
     async with read_upload(request, ("audio", "file")) as upload:
+        check_model(service, upload.get("model"))
         fmt = normalise_format(upload.get("format") or upload.get("response_format"))
         if fmt is None:
             raise ApiError(400, "'format' must be one of json, text (txt), srt, verbose_json, vtt",
@@ -40,34 +45,35 @@ async def transcribe(request: Request, state: State) -> Response:
                              beam_size=service.beam_size)
         job = await submit(service, upload, options)
     if is_async:
-        body = {
-            "jobId": job.id,
-            "status": job.status,
-            "statusUrl": f"/api/jobs/{job.id}",
-            "resultUrl": f"/api/jobs/{job.id}/result",
-            "eventsUrl": f"/api/jobs/{job.id}/events",
-            "estimatedTime": service.estimate_seconds(job.duration),
-            "duration": round(job.duration, 3),
-            "totalChunks": job.total_chunks,
-        }
+        body = JobAccepted(
+            job_id=job.id,
+            status=job.status,
+            status_url=f"/api/jobs/{job.id}",
+            result_url=f"/api/jobs/{job.id}/result",
+            events_url=f"/api/jobs/{job.id}/events",
+            estimated_time=service.estimate_seconds(job.duration),
+            duration=round(job.duration, 3),
+            total_chunks=job.total_chunks,
+        )
         return Response(body, status_code=202)
     return await wait_and_respond(service, job, fmt, words=words)
 
 
-@get("/api/jobs", summary="Recent jobs")
-async def list_jobs(state: State, limit: int = 100) -> dict:
+@get("/api/jobs", summary="Recent jobs", responses=errors(400, 401))
+async def list_jobs(state: State, limit: int = 100) -> JobList:
     service: JobService = state.node.service
     jobs = await service.store.list_jobs(limit=max(1, min(limit, 1000)))
-    return {"jobs": [await service.status(job, partial=False) for job in jobs]}
+    return to_model({"jobs": [await service.status(job, partial=False) for job in jobs]}, JobList)
 
 
-@get("/api/jobs/{job_id:str}", summary="A job's status and progress")
-async def get_job(state: State, job_id: str) -> dict:
+@get("/api/jobs/{job_id:str}", summary="A job's status and progress", responses=errors(400, 401, 404))
+async def get_job(state: State, job_id: str) -> JobView:
     service: JobService = state.node.service
-    return await service.status(await _job_or_404(service, job_id))
+    return to_model(await service.status(await _job_or_404(service, job_id)), JobView)
 
 
-@get("/api/jobs/{job_id:str}/result", summary="A finished job's transcript")
+@get("/api/jobs/{job_id:str}/result", summary="A finished job's transcript (format: json, verbose_json, text, srt, vtt)",
+     responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 404, 409, 500)})
 async def get_result(state: State, job_id: str, format: str = "json") -> Response:
     service: JobService = state.node.service
     fmt = normalise_format(format)
@@ -78,7 +84,10 @@ async def get_result(state: State, job_id: str, format: str = "json") -> Respons
     return await transcript_response(service, job, fmt, words=job.options.word_timestamps)
 
 
-@get("/api/jobs/{job_id:str}/events", summary="Server-sent progress events until the job ends")
+@get("/api/jobs/{job_id:str}/events",
+     summary="Server-sent events until the job ends: 'progress' (data: a JobView), then 'completed', "
+             "'failed' or 'cancelled' (data: {jobId, status})",
+     responses=errors(400, 401, 404))
 async def job_events(state: State, job_id: str) -> ServerSentEvent:
     service: JobService = state.node.service
     await _job_or_404(service, job_id)
@@ -92,12 +101,13 @@ async def job_events(state: State, job_id: str) -> ServerSentEvent:
     return ServerSentEvent(events())
 
 
-@delete("/api/jobs/{job_id:str}", status_code=200, summary="Cancel a job; its audio and results are deleted")
-async def cancel_job(state: State, job_id: str) -> dict:
+@delete("/api/jobs/{job_id:str}", status_code=200, summary="Cancel a job; its audio and results are deleted",
+        responses=errors(400, 401, 404))
+async def cancel_job(state: State, job_id: str) -> JobView:
     service: JobService = state.node.service
     await _job_or_404(service, job_id)
     job = await service.store.cancel_job(job_id)
-    return await service.status(job, partial=False)
+    return to_model(await service.status(job, partial=False), JobView)
 
 
 ROUTES = [transcribe, list_jobs, get_job, get_result, job_events, cancel_job]

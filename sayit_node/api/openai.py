@@ -9,22 +9,13 @@ from ..jobs.records import JobOptions
 from ..jobs.service import JobService
 from ..jobs.transcript import normalise_format
 from .errors import ApiError
+from .models import TRANSCRIPT_RESPONSES, ModelEntry, ModelList, errors
 from .responses import openai_text_stream, wait_and_respond
-from .uploads import parse_bool, parse_language, parse_temperature, read_upload, submit
-
-OPENAI_MODEL_ALIAS = "whisper-1"
-
-
-def _check_model(service: JobService, model: str | None) -> None:
-    if model in (None, "", OPENAI_MODEL_ALIAS, service.model_name):
-        return
-    raise ApiError(404, f"the model '{model}' does not exist; use '{OPENAI_MODEL_ALIAS}' or '{service.model_name}'",
-                   "model_not_found", param="model")
-
+from .uploads import OPENAI_MODEL_ALIAS, check_model, parse_bool, parse_language, parse_temperature, read_upload, submit
 
 async def _audio_endpoint(request: Request, service: JobService, task: str) -> Response:
     async with read_upload(request, ("file",)) as upload:
-        _check_model(service, upload.get("model"))
+        check_model(service, upload.get("model"))
         fmt = normalise_format(upload.get("response_format"))
         if fmt is None:
             raise ApiError(400, "'response_format' must be one of json, text, srt, verbose_json, vtt",
@@ -49,21 +40,24 @@ async def _audio_endpoint(request: Request, service: JobService, task: str) -> R
     return await wait_and_respond(service, job, fmt, words=options.word_timestamps)
 
 
-@post("/v1/audio/transcriptions", status_code=200, summary="Transcribe audio (OpenAI-compatible)")
+@post("/v1/audio/transcriptions", status_code=200, summary="Transcribe audio (OpenAI-compatible)",
+      responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 404, 413, 503)})
 async def transcriptions(request: Request, state: State) -> Response:
     return await _audio_endpoint(request, state.node.service, "transcribe")
 
 
-@post("/v1/audio/translations", status_code=200, summary="Translate audio to English (OpenAI-compatible)")
+@post("/v1/audio/translations", status_code=200,
+      summary="Translate audio to English (OpenAI-compatible; needs a multilingual model)",
+      responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 404, 413, 503)})
 async def translations(request: Request, state: State) -> Response:
     return await _audio_endpoint(request, state.node.service, "translate")
 
 
-@get("/v1/models", summary="Models this node serves")
-async def list_models(state: State) -> dict:
+@get("/v1/models", summary="Models this node serves", responses=errors(401))
+async def list_models(state: State) -> ModelList:
     created = int(state.node.started_at)
     names = [OPENAI_MODEL_ALIAS, state.node.service.model_name]
-    return {"object": "list", "data": [{"id": n, "object": "model", "created": created, "owned_by": "sayit"} for n in names]}
+    return ModelList(object="list", data=[ModelEntry(id=n, object="model", created=created, owned_by="sayit") for n in names])
 
 
 ROUTES = [transcriptions, translations, list_models]

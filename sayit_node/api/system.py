@@ -9,32 +9,35 @@ from litestar.datastructures import State
 
 from .. import __version__
 from .errors import ApiError
+from .models import Diagnose, Health, NodeList, QueueStatus, Stopping, errors, to_model
 
 
 @get("/api/health", summary="Liveness: 200 once the model is loaded")
-async def health(state: State) -> dict:
+async def health(state: State) -> Health:
     node = state.node
-    return {"status": "ok", "nodeId": node.node_id, "name": node.name, "version": __version__,
-            "engine": node.engine.name, "model": node.engine.model_name}
+    return Health(status="ok", node_id=node.node_id, name=node.name, version=__version__,
+                  engine=node.engine.name, model=node.engine.model_name,
+                  languages=list(node.engine.supported_languages))
 
 
-@get("/api/diagnose", summary="Engine, model, device, versions, cores, memory, disk, limits")
-async def diagnose(state: State) -> dict:
-    return await state.node.diagnose()
+@get("/api/diagnose", summary="Engine, model, device, versions, cores, memory, disk, limits",
+     responses=errors(401))
+async def diagnose(state: State) -> Diagnose:
+    return to_model(await state.node.diagnose(), Diagnose)
 
 
-@get("/api/queue-status", summary="Jobs and chunks queued, running and done")
-async def queue_status(state: State) -> dict:
+@get("/api/queue-status", summary="Jobs and chunks queued, running and done", responses=errors(401))
+async def queue_status(state: State) -> QueueStatus:
     node = state.node
     counts = await node.store.counts()
-    return {"jobs": counts.jobs, "chunks": counts.chunks, "activeChunks": node.worker.active,
-            "maxConcurrentChunks": node.settings.max_concurrent_chunks, "speed": round(node.speed.speed(), 2),
-            "chunksDoneHere": node.speed.total_chunks}
+    return QueueStatus(jobs=counts.jobs, chunks=counts.chunks, active_chunks=node.worker.active,
+                       max_concurrent_chunks=node.settings.max_concurrent_chunks,
+                       speed=round(node.speed.speed(), 2), chunks_done_here=node.speed.total_chunks)
 
 
-@get("/api/nodes", summary="This node and its peers with their load")
-async def nodes(state: State) -> dict:
-    return {"nodes": await state.node.nodes()}
+@get("/api/nodes", summary="This node and its peers with their load", responses=errors(401))
+async def nodes(state: State) -> NodeList:
+    return to_model({"nodes": await state.node.nodes()}, NodeList)
 
 
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)
@@ -62,8 +65,9 @@ def _not_cors_simple(request: Request) -> bool:
 
 
 @post("/api/shutdown", status_code=202,
-      summary="Stop this node gracefully (loopback, or with an API key; send X-SayIt-Client or a JSON body)")
-async def shutdown(request: Request, state: State) -> dict:
+      summary="Stop this node gracefully (loopback, or with an API key; send X-SayIt-Client or a JSON body)",
+      responses=errors(401, 403))
+async def shutdown(request: Request, state: State) -> Stopping:
     # With API keys configured the auth hook already required one; without keys, only a
     # caller on this machine may stop the node.
     if not state.node.settings.api_keys and not _is_loopback(request):
@@ -74,7 +78,7 @@ async def shutdown(request: Request, state: State) -> dict:
         raise ApiError(403, "send the header 'X-SayIt-Client' (any value) or a JSON body to shut the node down",
                        "forbidden")
     state.request_shutdown()
-    return {"status": "stopping"}
+    return Stopping(status="stopping")
 
 
 ROUTES = [health, diagnose, queue_status, nodes, metrics, shutdown]

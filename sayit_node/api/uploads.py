@@ -18,10 +18,10 @@ from litestar.exceptions import ClientException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from ..audio import AudioError
-from ..engines.base import UnsupportedLanguage
+from ..engines.base import UnknownLanguage, UnsupportedLanguage, UnsupportedTask
 from ..jobs.records import JobOptions, JobRecord
 from ..jobs.service import AudioTooLong, DiskLow, JobService, StoreFull
-from .errors import ApiError
+from .errors import ApiError, upload_limit_message
 
 
 @dataclass
@@ -45,7 +45,7 @@ async def read_upload(request: Request, file_fields: tuple[str, ...]) -> AsyncIt
     try:
         form = await request.form()
     except RequestEntityTooLarge as exc:
-        raise ApiError(413, "the upload is larger than the size limit", "upload_too_large", param="file") from exc
+        raise ApiError(413, upload_limit_message(request), "upload_too_large", param="file") from exc
     except ClientException as exc:
         raise ApiError(400, "the multipart form could not be parsed", "invalid_request") from exc
     uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
@@ -62,6 +62,25 @@ async def read_upload(request: Request, file_fields: tuple[str, ...]) -> AsyncIt
     finally:
         for upload in uploads:
             await upload.close()
+
+
+def _language_error(exc: UnsupportedLanguage) -> ApiError:
+    code = "unknown_language" if isinstance(exc, UnknownLanguage) else "unsupported_language"
+    return ApiError(400, str(exc), code, param="language")
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} minutes"
+
+
+OPENAI_MODEL_ALIAS = "whisper-1"
+
+
+def check_model(service: JobService, model: str | None) -> None:
+    if model in (None, "", OPENAI_MODEL_ALIAS, service.model_name):
+        return
+    raise ApiError(404, f"the model '{model}' does not exist; use '{OPENAI_MODEL_ALIAS}' or '{service.model_name}'",
+                   "model_not_found", param="model")
 
 
 def parse_bool(value: str | None, name: str) -> bool:
@@ -94,7 +113,7 @@ def parse_language(service: JobService, value: str | None) -> str | None:
     try:
         service.check_language(language)
     except UnsupportedLanguage as exc:
-        raise ApiError(400, str(exc), "unsupported_language", param="language") from exc
+        raise _language_error(exc) from exc
     return language
 
 
@@ -104,18 +123,21 @@ async def submit(service: JobService, upload: Upload, options: JobOptions) -> Jo
     try:
         return await service.submit(upload.file.file, filename=filename, options=options)
     except AudioTooLong as exc:
-        minutes = round(exc.duration / 60)
+        # Both in minutes, as the setting is; the duration keeps its fraction (61 s is not "1").
         limit = service.max_duration / 60
         raise ApiError(
             413,
-            f"the audio is {exc.duration / 60:.1f} minutes long; the limit is {limit:g} minutes",
+            f"the audio is {_seconds_text(exc.duration)} long; this node's limit is {limit:g} minutes "
+            "(setting SAYIT_MAX_DURATION_MINUTES)",
             "audio_too_long", param="file",
-            extra={"duration": minutes, "maxDuration": int(limit) if float(limit).is_integer() else limit},
+            extra={"duration": round(exc.duration / 60, 3), "maxDuration": int(limit) if float(limit).is_integer() else limit},
         ) from exc
     except AudioError as exc:
         raise ApiError(400, str(exc), exc.code, param="file") from exc
     except UnsupportedLanguage as exc:
-        raise ApiError(400, str(exc), "unsupported_language", param="language") from exc
+        raise _language_error(exc) from exc
+    except UnsupportedTask as exc:
+        raise ApiError(400, str(exc), "unsupported_task", param="model") from exc
     except (DiskLow, StoreFull) as exc:
         raise ApiError(503, "the server is low on disk space; try again later", "insufficient_storage",
                        type="server_error", headers={"Retry-After": "60"}) from exc

@@ -27,6 +27,22 @@ class UnsupportedLanguage(EngineError):
     """The model cannot transcribe the requested language (e.g. an English-only model)."""
 
 
+class UnknownLanguage(UnsupportedLanguage):
+    """The language code is not one Whisper knows at all."""
+
+
+class UnsupportedTask(EngineError):
+    """The model cannot do the requested task (translation with an English-only model)."""
+
+
+# Every language code Whisper knows (as in faster_whisper.tokenizer and mlx_whisper).
+WHISPER_LANGUAGES = frozenset(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr "
+    "ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa "
+    "pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue".split()
+)
+
+
 @dataclass(frozen=True)
 class Word:
     start: float
@@ -117,6 +133,9 @@ def check_language(engine: Engine, language: str | None) -> None:
     """Raise UnsupportedLanguage if the engine cannot do `language`."""
     if language is None:
         return
+    if language not in WHISPER_LANGUAGES:
+        raise UnknownLanguage(f"unknown language '{language}': use an ISO 639-1 code Whisper knows "
+                              "(for example en, de, fr, ja) or leave it empty to detect it")
     if not engine.is_multilingual and language != "en":
         raise UnsupportedLanguage(
             f"model '{engine.model_name}' is English-only and cannot transcribe language '{language}'; "
@@ -124,3 +143,12 @@ def check_language(engine: Engine, language: str | None) -> None:
         )
     if language not in engine.supported_languages:
         raise UnsupportedLanguage(f"language '{language}' is not supported by model '{engine.model_name}'")
+
+
+def check_task(engine: Engine, task: str) -> None:
+    """Raise UnsupportedTask if the engine cannot do `task` (an English-only model cannot translate)."""
+    if task == "translate" and not engine.is_multilingual:
+        raise UnsupportedTask(
+            f"model '{engine.model_name}' is English-only and cannot translate; "
+            "use a multilingual model (for example SAYIT_MODEL=base)"
+        )

@@ -5,11 +5,30 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
+
+class JobStatus(StrEnum):
+    """A job's status as the API shows it. A StrEnum: equal to, stored and sent as its string."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ChunkStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = JobStatus
 TERMINAL = (COMPLETED, FAILED, CANCELLED)
-CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE, CHUNK_FAILED = "queued", "running", "done", "failed"
+CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE, CHUNK_FAILED = ChunkStatus
 
 # A chunk that fails this many times fails its job (with the chunk's reason).
 MAX_CHUNK_ATTEMPTS = 3

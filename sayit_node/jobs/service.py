@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from .. import audio
-from ..engines.base import SAMPLE_RATE, Engine, check_language
+from ..engines.base import SAMPLE_RATE, Engine, check_language, check_task
 from .records import TERMINAL, ChunkRecord, JobOptions, JobRecord, new_job_id
 from .store import JobStore, StoreFull
 from .transcript import Transcript, stitch
@@ -70,6 +70,7 @@ class JobService:
         if options.language is None:
             options.language = self.default_language
         self.check_language(options.language)
+        check_task(self.engine, options.task)
         duration = await asyncio.to_thread(audio.probe_duration, source)
         if duration is not None and duration > self.max_duration + 0.5:
             raise AudioTooLong(duration, self.max_duration)

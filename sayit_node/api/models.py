@@ -1,0 +1,231 @@
+"""The typed contract: one response model per route body, so /schema/openapi.json describes them.
+
+msgspec Structs (Litestar's native model type) with camelCase names on the wire, as the API
+has always sent them. Handlers that build a dict (the job service, the node) turn it into its
+model with `to_model`, which also checks the dict has the promised shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from litestar.openapi.datastructures import ResponseSpec
+
+from ..jobs.records import JobStatus
+
+T = TypeVar("T")
+
+
+def to_model(data: Any, model: type[T]) -> T:
+    return msgspec.convert(data, model)
+
+
+class Camel(msgspec.Struct, rename="camel", kw_only=True):
+    pass
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+class ErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class ErrorBody(msgspec.Struct):
+    """Every failure: {"error": {...}} as OpenAI sends it."""
+
+    error: ErrorDetail
+
+
+class AudioTooLongBody(ErrorBody, kw_only=True, rename="camel"):
+    """413 audio_too_long: the error plus both durations in minutes (the unit of the setting)."""
+
+    duration: float
+    max_duration: float
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI response specs for the error statuses a route can answer with."""
+    specs = {}
+    for status in statuses:
+        body = AudioTooLongBody if status == 413 else ErrorBody
+        specs[status] = ResponseSpec(data_container=body, generate_examples=False,
+                                     description="An OpenAI-shaped error" + (
+                                         " (audio_too_long adds duration and maxDuration in minutes)"
+                                         if status == 413 else ""))
+    return specs
+
+
+# --- transcripts -----------------------------------------------------------------------------
+
+class SegmentOut(msgspec.Struct):
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class WordOut(msgspec.Struct):
+    word: str
+    start: float
+    end: float
+
+
+class Transcript(msgspec.Struct, kw_only=True):
+    """A JSON transcript: format json is {text}; verbose_json adds the other fields
+    (`words` only with word timestamps)."""
+
+    text: str
+    task: str | None = None
+    language: str | None = None
+    duration: float | None = None
+    segments: list[SegmentOut] | None = None
+    words: list[WordOut] | None = None
+
+
+TRANSCRIPT_RESPONSES = {
+    200: ResponseSpec(
+        data_container=Transcript, generate_examples=False,
+        description="The transcript: json and verbose_json as JSON; text, srt and vtt as text/plain, "
+                    "application/x-subrip and text/vtt",
+    ),
+}
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+class JobView(Camel):
+    """A job as GET /api/jobs/{id} and its progress events show it (times in seconds)."""
+
+    job_id: str
+    status: JobStatus
+    progress: float  # percent
+    completed_chunks: int
+    total_chunks: int
+    failed_chunks: int
+    eta_seconds: float | None
+    language: str | None
+    duration: float
+    model: str
+    filename: str
+    partial_text: str | None  # the transcript so far, in order (null in the job list)
+    error: str | None
+    warning: str | None
+    created_at: float  # Unix time
+    started_at: float | None
+    finished_at: float | None
+
+
+class JobList(Camel):
+    jobs: list[JobView]
+
+
+class JobAccepted(Camel):
+    """202 from POST /api/transcribe with async=true."""
+
+    job_id: str
+    status: JobStatus
+    status_url: str
+    result_url: str
+    events_url: str
+    estimated_time: float  # seconds
+    duration: float  # seconds of audio
+    total_chunks: int
+
+
+# --- node and cluster ------------------------------------------------------------------------
+
+class Health(Camel):
+    status: str
+    node_id: str
+    name: str
+    version: str
+    engine: str
+    model: str
+    languages: list[str]  # language codes the model can transcribe
+
+
+class QueueStatus(Camel):
+    jobs: dict[str, int]  # by job status
+    chunks: dict[str, int]  # by chunk status
+    active_chunks: int
+    max_concurrent_chunks: int
+    speed: float  # audio seconds per wall second
+    chunks_done_here: int
+
+
+class NodeLoad(Camel):
+    cpu: float
+    memory: int  # bytes (RSS)
+    active_chunks: int
+    queued_chunks: int
+    speed: float
+    chunks_done: int
+
+
+class NodeInfo(Camel):
+    """This node or a peer. Peers seen over mDNS only carry what their advert says."""
+
+    id: str
+    name: str = ""
+    state: str = "up"
+    version: str | None = None
+    protocol: int | None = None
+    engine: str | None = None
+    model: str | None = None
+    cores: int | None = None
+    max_concurrent_chunks: int | None = None
+    hosts_redis: bool = False
+    load: NodeLoad | None = None
+    last_seen: str | None = None  # ISO 8601
+    url: str | None = None
+    is_self: bool = msgspec.field(default=False, name="self")
+
+
+class NodeList(Camel):
+    nodes: list[NodeInfo]
+
+
+class Diagnose(Camel):
+    node: dict[str, Any]
+    engine: str
+    model: str
+    multilingual: bool
+    device: str
+    compute_type: str
+    beam_size: int
+    versions: dict[str, Any]
+    cores: int | None
+    memory: dict[str, int]
+    disk: dict[str, Any]
+    limits: dict[str, Any]
+    mode: str
+    store: dict[str, Any]
+    warnings: list[str]
+
+
+class Stopping(Camel):
+    status: str
+
+
+# --- OpenAI models list ----------------------------------------------------------------------
+
+class ModelEntry(msgspec.Struct):
+    id: str
+    object: str
+    created: int
+    owned_by: str
+
+
+class ModelList(msgspec.Struct):
+    object: str
+    data: list[ModelEntry]

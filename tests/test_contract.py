@@ -1,0 +1,117 @@
+"""The typed contract (OpenAPI describes every response body) and honest answers, on a real node."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from tests.conftest import NodeProcess, wait_job
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    node = NodeProcess(tmp_path_factory.mktemp("contract-node")).start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def spec(node):
+    with node.client() as client:
+        response = client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def _schema(spec: dict, path: str, method: str, status: int) -> dict:
+    """The JSON schema of one response body, $refs resolvable against the whole document."""
+    content = spec["paths"][path][method]["responses"][str(status)]["content"]
+    return {**content["application/json"]["schema"], "components": spec["components"]}
+
+
+def _check(spec: dict, path: str, method: str, status: int, body) -> None:
+    jsonschema.validate(body, _schema(spec, path, method, status))
+
+
+MAIN_ROUTES = [
+    ("/api/health", "get", 200, {"status", "nodeId", "engine", "model"}),
+    ("/api/jobs", "get", 200, {"jobs"}),
+    ("/api/jobs/{job_id}", "get", 200, {"jobId", "status", "progress", "partialText", "etaSeconds"}),
+    ("/api/jobs/{job_id}", "delete", 200, {"jobId", "status"}),
+    ("/api/transcribe", "post", 202, {"jobId", "statusUrl", "eventsUrl", "totalChunks"}),
+    ("/api/nodes", "get", 200, {"nodes"}),
+    ("/api/queue-status", "get", 200, {"jobs", "chunks", "activeChunks"}),
+    ("/api/diagnose", "get", 200, {"engine", "model", "limits"}),
+    ("/v1/models", "get", 200, {"object", "data"}),
+]
+
+
+@pytest.mark.parametrize(("path", "method", "status", "fields"), MAIN_ROUTES)
+def test_openapi_describes_response_bodies(spec, path, method, status, fields):
+    schema = _schema(spec, path, method, status)
+    ref = schema["$ref"].rsplit("/", 1)[-1]
+    component = spec["components"]["schemas"][ref]
+    assert fields <= set(component["properties"]), component["properties"].keys()
+    assert fields & set(component["required"])
+
+
+def test_openapi_job_status_is_an_enum_and_errors_are_described(spec):
+    job_view = spec["components"]["schemas"]["JobView"]["properties"]["status"]
+    status = spec["components"]["schemas"][job_view["$ref"].rsplit("/", 1)[-1]] if "$ref" in job_view else job_view
+    assert set(status["enum"]) == {"queued", "running", "completed", "failed", "cancelled"}
+    for path, method in [("/v1/audio/transcriptions", "post"), ("/api/transcribe", "post")]:
+        responses = spec["paths"][path][method]["responses"]
+        assert {"200", "400", "413"} <= set(responses)
+        error = _schema(spec, path, method, 400)
+        assert error["$ref"].endswith("/ErrorBody")
+        transcript = spec["components"]["schemas"][_schema(spec, path, method, 200)["$ref"].rsplit("/", 1)[-1]]
+        assert transcript["required"] == ["text"] and "segments" in transcript["properties"]
+
+
+def test_real_responses_match_the_schema(node, spec, short_speech):
+    path, _ = short_speech
+    with node.client() as client:
+        accepted = client.post("/api/transcribe", files={"audio": path.open("rb")}, data={"async": "true"})
+        assert accepted.status_code == 202
+        _check(spec, "/api/transcribe", "post", 202, accepted.json())
+        job_id = accepted.json()["jobId"]
+        _check(spec, "/api/jobs/{job_id}", "get", 200, client.get(f"/api/jobs/{job_id}").json())
+        wait_job(client, job_id)
+        _check(spec, "/api/jobs/{job_id}", "get", 200, client.get(f"/api/jobs/{job_id}").json())
+        verbose = client.get(f"/api/jobs/{job_id}/result", params={"format": "verbose_json"}).json()
+        _check(spec, "/api/jobs/{job_id}/result", "get", 200, verbose)
+        for route in ("/api/health", "/api/jobs", "/api/nodes", "/api/queue-status", "/api/diagnose", "/v1/models"):
+            _check(spec, route, "get", 200, client.get(route).json())
+        missing = client.get("/api/jobs/job_nope")
+        assert missing.status_code == 404
+        _check(spec, "/api/jobs/{job_id}", "get", 404, missing.json())
+        _check(spec, "/api/jobs/{job_id}", "delete", 200, client.delete(f"/api/jobs/{job_id}").json())
+
+
+# --- honest answers -----------------------------------------------------------------------------
+
+def test_translation_with_an_english_only_model_is_refused(node, short_speech):
+    path, _ = short_speech
+    with node.client() as client:
+        jobs_before = len(client.get("/api/jobs").json()["jobs"])
+        response = client.post("/v1/audio/translations", files={"file": path.open("rb")}, data={"model": "whisper-1"})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "unsupported_task" and error["param"] == "model"
+        assert "English-only" in error["message"] and "cannot translate" in error["message"]
+        assert len(client.get("/api/jobs").json()["jobs"]) == jobs_before  # refused before any work
+
+
+@pytest.mark.parametrize("route", ["/v1/audio/transcriptions", "/api/transcribe"])
+def test_unknown_language_says_so(node, short_speech, route):
+    path, _ = short_speech
+    field = "file" if route.startswith("/v1") else "audio"
+    with node.client() as client:
+        response = client.post(route, files={field: path.open("rb")}, data={"language": "xx"})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "unknown_language" and error["param"] == "language"
+        assert "unknown language 'xx'" in error["message"]
+        # A real language the English-only model cannot do is a different, also clear, answer.
+        response = client.post(route, files={field: path.open("rb")}, data={"language": "de"})
+        assert response.status_code == 400 and response.json()["error"]["code"] == "unsupported_language"
