@@ -1,4 +1,4 @@
-"""`sayit-node serve | transcribe | status`."""
+"""`sayit-node serve | worker | transcribe | status | peers`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="run the cluster's redis-server here and advertise it (SAYIT_HOST_REDIS)")
     serve.add_argument("--redis-url", help="use this Redis for the cluster (REDIS_URL)")
 
+    worker = sub.add_parser("worker", help="run a worker only (no API): pulls chunks from the cluster's Redis")
+    worker.add_argument("--model", help="model name or directory")
+    worker.add_argument("--engine", choices=["auto", "faster-whisper", "mlx"])
+    worker.add_argument("--redis-url", help="the cluster's Redis (REDIS_URL)")
+    worker.add_argument("--concurrency", type=int, help="chunks at once (MAX_CONCURRENT_CHUNKS)")
+
     tr = sub.add_parser("transcribe", help="transcribe files (in-process, or on a running node with --server)")
     tr.add_argument("files", nargs="+", type=Path)
     tr.add_argument("--format", default="text", choices=[*FORMATS, *FORMAT_ALIASES])
@@ -69,6 +75,11 @@ def main(argv: list[str] | None = None) -> None:
         serve(load_settings(host=args.host, port=args.port, model=args.model, engine=args.engine,
                             cluster_secret=args.cluster_secret, host_redis=args.host_redis,
                             redis_url=args.redis_url))
+    elif args.command == "worker":
+        from .server import run_worker
+
+        run_worker(load_settings(model=args.model, engine=args.engine, redis_url=args.redis_url,
+                                 max_concurrent_chunks=args.concurrency, discovery=False))
     elif args.command == "peers":
         sys.exit(peers(args))
     elif args.command == "transcribe":

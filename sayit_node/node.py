@@ -1,4 +1,9 @@
-"""A node: engine + job store + scheduler + chunk worker, with a load snapshot for the API."""
+"""A node: engine + job store + taskiq receiver + chunk worker, with a load snapshot for the API.
+
+The same class runs a full node (`sayit-node serve`, with the HTTP API around it) and a
+worker-only process (`sayit-node worker`, no API): both pull chunks from the job store through
+taskiq's receiver (see queue/broker.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import os
 import platform
 import time
 import uuid
+
+from taskiq.api import run_receiver_task
 from datetime import datetime, timezone
 
 import psutil
@@ -18,13 +25,12 @@ from .engines import load_engine
 from .federation.discovery import PROTOCOL_VERSION, Discovery, NodeAdvert, derive_cluster_id, derive_redis_password
 from .federation.hosted_redis import HostedRedis
 from .jobs.records import JobRecord
-from .jobs.scheduler import Scheduler
 from .jobs.service import JobService
 from .jobs.sqlite_store import SqliteJobStore
 from .jobs.store import JobStore
 from .jobs.worker import ChunkWorker, SpeedMeter, register_tasks
 from .metrics import Metrics
-from .queue import make_broker
+from .queue import StoreBroker
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +54,19 @@ def _node_id(data_dir) -> str:
 
 
 class Node:
-    def __init__(self, settings: Settings, *, engine=None) -> None:
+    def __init__(self, settings: Settings, *, engine=None, role: str = "node") -> None:
         self.settings = settings
+        self.role = role  # "node" (HTTP API + workers) or "worker" (workers only)
         self.engine = engine
         self.metrics = Metrics()
         self.speed = SpeedMeter()
         self.store: JobStore | None = None
-        self.scheduler: Scheduler | None = None
+        self.broker: StoreBroker | None = None
         self.service: JobService | None = None
         self.worker: ChunkWorker | None = None
         self.started_at = time.time()
         self.state = "starting"
         self.node_id = ""
-        self._broker = None
         self._background: list[asyncio.Task] = []
         self._process = psutil.Process()
         self._process.cpu_percent(None)
@@ -78,21 +84,19 @@ class Node:
 
     async def start(self) -> None:
         s = self.settings
+        if self.role == "worker" and s.effective_redis_url is None:
+            raise RuntimeError("a worker-only process needs the cluster's Redis: set REDIS_URL (or REDIS_HOST)")
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.node_id = _node_id(s.data_dir)
         if self.engine is None:
             self.engine = await asyncio.to_thread(load_engine, s)
         await self._open_store()
-        self._broker = make_broker()
+        models = [self.engine.model_name]
+        self.broker = StoreBroker(lambda: self.store.claim_next_chunk(self.node_id, models))
         self.worker = ChunkWorker(self.store, self.engine, self.node_id, speed=self.speed,
-                                  on_chunk_end=self._chunk_ended, on_job_end=self._job_ended,
-                                  on_chunk_done=self._chunk_done)
-        task = register_tasks(self._broker, self.worker)
-        await self._broker.startup()
-        self.scheduler = Scheduler(
-            self.store, lambda job_id, index: task.kiq(job_id, index),
-            worker_id=self.node_id, models=[self.engine.model_name], max_concurrent=s.max_concurrent_chunks,
-        )
+                                  on_job_end=self._job_ended, on_chunk_done=self._chunk_done)
+        register_tasks(self.broker, self.worker)
+        await self.broker.startup()
         self.service = JobService(
             self.store, self.engine, max_duration=s.max_duration_seconds, data_dir=s.data_dir,
             min_free_bytes=s.min_free_disk_mb * 1024 * 1024, default_language=s.language,
@@ -100,15 +104,17 @@ class Node:
         )
         if self.registry is not None:
             self.service.live_models = self.live_models
-        await self.scheduler.start()
+        # taskiq's receiver asks the broker for a chunk only when one of its slots is free.
+        self._spawn(run_receiver_task(self.broker, max_async_tasks=s.max_concurrent_chunks, max_prefetch=0,
+                                      propagate_exceptions=False), "sayit-receiver")
         self._spawn(self._cleanup_loop(), "sayit-cleanup")
         if self.registry is not None:
             self._spawn(self._lease_loop(), "sayit-leases")
             self._spawn(self._reap_loop(), "sayit-reaper")
             self._spawn(self._heartbeat_loop(), "sayit-heartbeat")
         self.state = "up"
-        log.info("node %s (%s) ready in %s mode: %s on %s, %d parallel chunks", self.name, self.node_id, self.mode,
-                 self.engine.model_name, self.engine.name, s.max_concurrent_chunks)
+        log.info("%s %s (%s) ready in %s mode: %s on %s, %d parallel chunks", self.role, self.name, self.node_id,
+                 self.mode, self.engine.model_name, self.engine.name, s.max_concurrent_chunks)
 
     def _spawn(self, coro, name: str) -> None:
         self._background.append(asyncio.create_task(coro, name=name))
@@ -199,17 +205,14 @@ class Node:
 
     async def stop(self) -> None:
         self.state = "stopping"
-        if self.scheduler:
-            await self.scheduler.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._broker is not None:
+        if self.worker is not None:
             # Chunks still running go back to the queue at once (resumed here or on a peer).
-            for task in list(getattr(self._broker, "_running_tasks", ())):
-                task.cancel()
-            await asyncio.sleep(0)
-            await self._broker.shutdown()
+            await self.worker.cancel_all()
+        if self.broker is not None:
+            await self.broker.shutdown()
         if self.store:
             try:
                 await self.store.release_worker(self.node_id)
@@ -228,12 +231,8 @@ class Node:
     # -- events ------------------------------------------------------------------------------
     def _job_submitted(self) -> None:
         self.metrics.jobs_submitted.inc()
-        if self.scheduler:
-            self.scheduler.wake()
-
-    def _chunk_ended(self, job_id: str, index: int) -> None:
-        if self.scheduler:
-            self.scheduler.chunk_finished(job_id, index)
+        if self.broker:
+            self.broker.wake()
 
     def _chunk_done(self, audio_seconds: float, wall_seconds: float) -> None:
         self.metrics.chunks.inc()
@@ -258,7 +257,7 @@ class Node:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
             try:
-                await self.store.renew_leases(self.node_id, holding=set(self.scheduler.in_flight))
+                await self.store.renew_leases(self.node_id, holding=set(self.broker.in_flight))
             except Exception:
                 log.exception("lease renewal failed")
 
@@ -267,7 +266,7 @@ class Node:
             await asyncio.sleep(REAP_INTERVAL)
             try:
                 if await self.store.requeue_expired():
-                    self.scheduler.wake()
+                    self.broker.wake()
             except Exception:
                 log.exception("requeueing expired chunks failed")
 
@@ -312,7 +311,8 @@ class Node:
             "hostsRedis": self.hosted_redis is not None,
             "load": await self.load(),
             "lastSeen": datetime.now(timezone.utc).isoformat(),
-            "url": f"http://{s.host}:{s.port}",
+            "url": f"http://{s.host}:{s.port}" if self.role == "node" else None,
+            "role": self.role,
             "self": True,
         }
 

@@ -1,4 +1,5 @@
-"""Run a node under uvicorn: logging, lifespan, graceful stop, parent watchdog."""
+"""Run a node under uvicorn (`serve`) or as a worker-only process (`worker`): logging, graceful
+stop, parent watchdog."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import logging.handlers
+import signal
 import sys
 
 import psutil
@@ -87,3 +89,35 @@ def serve(settings: Settings) -> None:
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def run_worker(settings: Settings) -> None:
+    """A worker-only process: pulls chunks from the cluster's Redis, serves no API.
+
+    Scale these (compose replicas, a Kubernetes HPA) beside one or more full nodes. SIGTERM or
+    Ctrl-C hands the running chunks back to the queue and exits.
+    """
+    setup_logging(settings)
+
+    async def main() -> int:
+        node = Node(settings, role="worker")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C still raises
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await node.start()
+        except RuntimeError as exc:
+            log.error("%s", exc)
+            return 2
+        watchdog = asyncio.create_task(_watch_parent(settings.parent_pid, stop.set)) if settings.parent_pid else None
+        try:
+            await stop.wait()
+        finally:
+            if watchdog:
+                watchdog.cancel()
+            await node.stop()
+        return 0
+
+    sys.exit(asyncio.run(main()))

@@ -61,19 +61,28 @@ class ChunkWorker:
     engine: Engine
     worker_id: str
     speed: SpeedMeter = field(default_factory=SpeedMeter)
-    on_chunk_end: Callable[[str, int], None] | None = None
     on_job_end: Callable[[object], None] | None = None
     on_chunk_done: Callable[[float, float], None] | None = None  # (audio seconds, wall seconds)
-    active: int = 0
+    _running: set[asyncio.Task] = field(default_factory=set)
+
+    @property
+    def active(self) -> int:
+        return len(self._running)
 
     async def run_chunk(self, job_id: str, index: int) -> None:
-        self.active += 1
+        task = asyncio.current_task()
+        self._running.add(task)
         try:
             await self._run(job_id, index)
         finally:
-            self.active -= 1
-            if self.on_chunk_end:
-                self.on_chunk_end(job_id, index)
+            self._running.discard(task)
+
+    async def cancel_all(self) -> None:
+        """Stop every running chunk; each hands its chunk back to the queue as it ends."""
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def _run(self, job_id: str, index: int) -> None:
         work = await self.store.load_chunk(job_id, index)

@@ -1,5 +1,5 @@
-"""Queue plumbing only: which taskiq broker a node uses. No job logic lives here."""
+"""Queue plumbing only: the taskiq broker whose queue is the job store. No job logic lives here."""
 
-from .broker import CHUNK_TASK_NAME, make_broker
+from .broker import CHUNK_TASK_NAME, StoreBroker
 
-__all__ = ["CHUNK_TASK_NAME", "make_broker"]
+__all__ = ["CHUNK_TASK_NAME", "StoreBroker"]
