@@ -187,7 +187,8 @@ class NodeInfo(Camel):
     hosts_redis: bool = False
     load: NodeLoad | None = None
     last_seen: str | None = None  # ISO 8601
-    url: str | None = None
+    url: str | None = None  # None for a worker-only process (no API)
+    role: str = "node"  # "node" (API + workers) or "worker" (`sayit-node worker`)
     is_self: bool = msgspec.field(default=False, name="self")
 
 
