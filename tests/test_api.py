@@ -202,7 +202,7 @@ def test_cancel_deletes_audio_and_reads_cancelled(node, all_speech):
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         assert client.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
         result = client.get(f"/api/jobs/{job_id}/result")
-        assert result.status_code == 409 and _error(result)["code"] == "job_cancelled"
+        assert result.status_code == 404 and _error(result)["code"] == "job_deleted"
     import sqlite3
 
     db = sqlite3.connect(node.home / "data" / "sayit.db")

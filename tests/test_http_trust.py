@@ -90,3 +90,111 @@ def test_allowed_hosts_origins_and_same_origin_shutdown(node_factory):
                                                                   "Sec-Fetch-Site": "same-origin"})
         assert response.status_code == 202, response.text
     assert node.proc.wait(20) == 0
+
+
+# --- deleting -----------------------------------------------------------------------------------
+
+def test_delete_removes_a_finished_transcript(node, short_speech):
+    import sqlite3
+
+    from tests.conftest import submit_job, wait_job
+
+    path, _ = short_speech
+    with node.client() as client:
+        job_id = submit_job(client, path)
+        assert wait_job(client, job_id)["status"] == "completed"
+        assert client.get(f"/api/jobs/{job_id}/result").status_code == 200
+        assert client.delete(f"/api/jobs/{job_id}").status_code == 200
+        for fmt in ("json", "text", "srt"):
+            result = client.get(f"/api/jobs/{job_id}/result", params={"format": fmt})
+            assert result.status_code == 404 and _error(result)["code"] == "job_deleted"
+        assert client.get(f"/api/jobs/{job_id}").json()["partialText"] == ""
+    db = sqlite3.connect(node.home / "data" / "sayit.db")
+    assert db.execute("SELECT COUNT(*) FROM chunks WHERE job_id=? AND segments IS NOT NULL", (job_id,)).fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM chunk_audio WHERE job_id=?", (job_id,)).fetchone()[0] == 0
+
+
+# --- text fields ---------------------------------------------------------------------------------
+
+def _multipart(parts: list[tuple[str, dict[str, str], bytes]], boundary: str = "sayitboundary") -> tuple[bytes, dict]:
+    """A hand-built body: (name, extra part headers, payload); a 'filename' header makes a file part."""
+    out = b""
+    for name, headers, payload in parts:
+        headers = dict(headers)
+        filename = headers.pop("filename", None)
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
+        for key, value in headers.items():
+            out += f"{key}: {value}\r\n".encode()
+        out += b"\r\n" + payload + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_huge_prompt_is_refused_at_once_and_health_stays_responsive(node, short_speech):
+    import threading
+    import time
+
+    path, _ = short_speech
+    health_times: list[float] = []
+    done = threading.Event()
+
+    def poll_health():
+        while not done.is_set():
+            started = time.monotonic()
+            assert httpx.get(node.url + "/api/health", timeout=10).status_code == 200
+            health_times.append(time.monotonic() - started)
+            time.sleep(0.05)
+
+    poller = threading.Thread(target=poll_health)
+    poller.start()
+    try:
+        with node.client() as client:
+            for route, file_field in (("/v1/audio/transcriptions", "file"), ("/api/transcribe", "audio")):
+                started = time.monotonic()
+                response = client.post(route, files={file_field: path.open("rb")},
+                                       data={"model": "whisper-1", "prompt": "word " * 400_000})  # 2 MB
+                elapsed = time.monotonic() - started
+                error = _error(response)
+                assert response.status_code == 400 and error["code"] == "field_too_long" and error["param"] == "prompt"
+                assert elapsed < 10, f"refused while streaming, not after transcribing ({elapsed:.1f} s)"
+            # Every other text field is bounded too, and a long value is never echoed back.
+            for field in ("language", "model", "response_format", "temperature", "timestamp_granularities[]"):
+                response = client.post("/v1/audio/transcriptions", files={"file": path.open("rb")},
+                                       data={field: "x" * 10_000})
+                assert response.status_code == 400 and _error(response)["param"] == field, field
+                assert len(response.text) < 1000
+            # A prompt of normal length still works.
+            response = client.post("/v1/audio/transcriptions", files={"file": path.open("rb")},
+                                   data={"model": "whisper-1", "prompt": "Glossary: SayIt, Whisper. " * 20})
+            assert response.status_code == 200, response.text
+    finally:
+        done.set()
+        poller.join()
+    assert health_times and max(health_times) < 2.0, max(health_times)
+
+
+def test_bad_text_encoding_is_a_400(node, short_speech):
+    path, _ = short_speech
+    audio = ("file", {"filename": "a.wav", "Content-Type": "audio/wav"}, path.read_bytes())
+    cases = [
+        (("language", {}, b"\xff\xfeen"), "invalid_encoding"),
+        (("prompt", {"Content-Type": "text/plain; charset=utf-8"}, b"caf\xc3"), "invalid_encoding"),
+        (("prompt", {"Content-Type": "text/plain; charset=klingon-8"}, b"hello"), "unsupported_charset"),
+        (("prompt", {"Content-Type": "text/plain; charset=rot13"}, b"hello"), "unsupported_charset"),
+    ]
+    with node.client() as client:
+        for part, code in cases:
+            body, headers = _multipart([audio, part])
+            response = client.post("/v1/audio/transcriptions", content=body, headers=headers)
+            assert response.status_code == 400, (part, response.text)
+            assert _error(response)["code"] == code
+        # A declared charset that is right is honoured.
+        body, headers = _multipart([audio, ("prompt", {"Content-Type": "text/plain; charset=latin-1"}, b"caf\xe9")])
+        assert client.post("/v1/audio/transcriptions", content=body, headers=headers).status_code == 200
+        # Malformed or truncated multipart bodies are 400s as well.
+        body, headers = _multipart([audio])
+        for broken in (body[: len(body) // 2], b"garbage", body.replace(b"--sayitboundary--", b"")):
+            response = client.post("/v1/audio/transcriptions", content=broken, headers=headers)
+            assert response.status_code == 400, response.text
+    assert "Traceback" not in node.log.read_text()

@@ -188,11 +188,15 @@ async def test_cancel_deletes_audio_and_results(store, raw, prefix):
     assert await store.cancel_job("nope") is None
 
 
-async def test_cancel_keeps_a_completed_transcript(store):
+async def test_delete_removes_a_completed_transcript(store, raw, prefix):
     await _job(store, "j", 1)
     await store.complete_chunk("j", 0, SEG)
-    assert (await store.cancel_job("j")).status == "completed"
-    assert (await store.chunks("j"))[0].segments == SEG
+    ttl = await raw.pttl(f"{prefix}job:j")
+    assert ttl > 0
+    assert (await store.cancel_job("j")).status == "cancelled"
+    assert (await store.chunks("j"))[0].segments is None
+    assert not await raw.exists(f"{prefix}job:j:results")
+    assert 0 < await raw.pttl(f"{prefix}job:j") <= ttl, "retention still counts from the job's end"
 
 
 async def test_requeue_running_after_restart(store, redis_server, prefix):

@@ -74,6 +74,16 @@ async def test_cancel_deletes_audio_and_results(store):
     assert (await store.get_job("j")).status == "cancelled"
 
 
+async def test_delete_removes_a_completed_transcript(store):
+    await _job(store, "j", 1)
+    await store.claim_next_chunk("w", ["tiny.en"])
+    finished = await store.complete_chunk("j", 0, [{"text": "secret"}])
+    assert finished.status == "completed"
+    job = await store.cancel_job("j")
+    assert job.status == "cancelled" and job.finished_at == finished.finished_at
+    assert (await store.chunks("j"))[0].segments is None
+
+
 async def test_requeue_running_after_restart(store, tmp_path):
     await _job(store, "j", 2)
     assert await store.claim_next_chunk("w", ["tiny.en"]) == ("j", 0)

@@ -101,7 +101,8 @@ async def job_events(state: State, job_id: str) -> ServerSentEvent:
     return ServerSentEvent(events())
 
 
-@delete("/api/jobs/{job_id:str}", status_code=200, summary="Cancel a job; its audio and results are deleted",
+@delete("/api/jobs/{job_id:str}", status_code=200,
+        summary="Cancel or delete a job: its audio, segments and transcript are deleted at once",
         responses=errors(400, 401, 404))
 async def cancel_job(state: State, job_id: str) -> JobView:
     service: JobService = state.node.service

@@ -20,7 +20,8 @@ async def transcript_response(service: JobService, job: JobRecord, fmt: str, *, 
         if job.status == "failed":
             raise ApiError(500, f"transcription failed: {job.error}", "transcription_failed", type="server_error")
         if job.status == "cancelled":
-            raise ApiError(409, "the job was cancelled", "job_cancelled")
+            raise ApiError(404, f"the job '{job.id}' was cancelled or deleted; its transcript is gone",
+                           "job_deleted", param="jobId")
         raise ApiError(409, f"the job is not finished yet (status {job.status})", "job_not_finished")
     transcript = await service.transcript(job)
     return Response(render(transcript, fmt, words=words), media_type=MEDIA_TYPES[fmt], status_code=200)

@@ -1,8 +1,8 @@
 """Shared by every upload route: read the multipart form, validate, submit the job.
 
-The multipart body is streamed by Litestar into a spooled temporary file (RAM stays flat,
-the size cap applies while streaming); PyAV decodes straight from that file, and the file
-is closed (deleted) on every path.
+The multipart body is streamed into a spooled temporary file (RAM stays flat, the size cap
+applies while streaming; text fields are capped, see forms.py); PyAV decodes straight from
+that file, and the file is closed (deleted) on every path.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 from litestar import Request
 from litestar.datastructures import UploadFile
-from litestar.exceptions import ClientException
-from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from ..audio import AudioError
 from ..engines.base import UnknownLanguage, UnsupportedLanguage, UnsupportedTask
 from ..jobs.records import JobOptions, JobRecord
 from ..jobs.service import AudioTooLong, DiskLow, JobService, StoreFull
-from .errors import ApiError, upload_limit_message
+from .errors import ApiError
+from .forms import read_form
 
 
 @dataclass
@@ -42,26 +41,15 @@ async def read_upload(request: Request, file_fields: tuple[str, ...]) -> AsyncIt
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(400, "send the audio as multipart/form-data", "invalid_request")
+    form = await read_form(request)
     try:
-        form = await request.form()
-    except RequestEntityTooLarge as exc:
-        raise ApiError(413, upload_limit_message(request), "upload_too_large", param="file") from exc
-    except ClientException as exc:
-        raise ApiError(400, "the multipart form could not be parsed", "invalid_request") from exc
-    uploads = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-    fields: dict[str, list[str]] = {}
-    for key, value in form.multi_items():
-        if isinstance(value, str):
-            fields.setdefault(key, []).append(value)
-    try:
-        file = next((form.get(name) for name in file_fields if isinstance(form.get(name), UploadFile)), None)
+        file = form.file(file_fields)
         if file is None:
             raise ApiError(400, f"no audio file in the form (field '{file_fields[0]}')", "missing_file",
                            param=file_fields[0])
-        yield Upload(file, fields)
+        yield Upload(file, form.fields)
     finally:
-        for upload in uploads:
-            await upload.close()
+        await form.close()
 
 
 def _language_error(exc: UnsupportedLanguage) -> ApiError:

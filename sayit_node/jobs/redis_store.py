@@ -334,8 +334,12 @@ local id = ARGV[2]
 local jk = jkey(id)
 local status = redis.call('HGET', jk, 'status')
 if not status then return false end
-if not TERMINAL[status] then finish(id, 'cancelled', now_ts(), tonumber(ARGV[3])) end
-if status ~= 'completed' then redis.call('DEL', jk .. ':audio', jk .. ':results') end
+if not TERMINAL[status] then
+  finish(id, 'cancelled', now_ts(), tonumber(ARGV[3]))
+else  -- a finished job keeps its expiry (retention counts from its end)
+  redis.call('HSET', jk, 'status', 'cancelled')
+end
+redis.call('DEL', jk .. ':audio', jk .. ':results')
 return redis.call('HGETALL', jk)
 """
 

@@ -281,13 +281,13 @@ class SqliteJobStore(JobStore):
             job = self._job(job_id)
             if job is None:
                 return None
-            if job.status not in TERMINAL:
-                self._db.execute(
-                    "UPDATE jobs SET status=?, finished_at=? WHERE id=?", (CANCELLED, time.time(), job_id)
-                )
-            if job.status != COMPLETED:
-                self._db.execute("DELETE FROM chunk_audio WHERE job_id=?", (job_id,))
-                self._db.execute("UPDATE chunks SET segments=NULL WHERE job_id=?", (job_id,))
+            # A finished job too: its transcript goes with it (retention counts from its end).
+            self._db.execute(
+                "UPDATE jobs SET status=?, finished_at=COALESCE(finished_at, ?) WHERE id=?",
+                (CANCELLED, time.time(), job_id),
+            )
+            self._db.execute("DELETE FROM chunk_audio WHERE job_id=?", (job_id,))
+            self._db.execute("UPDATE chunks SET segments=NULL WHERE job_id=?", (job_id,))
             return self._job(job_id)
 
         return await self._run(cancel)

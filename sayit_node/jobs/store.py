@@ -73,7 +73,8 @@ class JobStore(ABC):
 
     @abstractmethod
     async def cancel_job(self, job_id: str) -> JobRecord | None:
-        """Cancel: status reads cancelled until retention; audio and results go at once."""
+        """Cancel (or delete a finished job): status reads cancelled until retention; audio,
+        segments and transcript go at once."""
 
     @abstractmethod
     async def requeue_running(self, worker: str | None = None) -> int:
