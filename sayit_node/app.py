@@ -13,6 +13,7 @@ from . import __version__
 from .api import jobs, openai, system
 from .api.errors import EXCEPTION_HANDLERS, ApiError
 from .api.guard import host_guard_middleware
+from .api.limits import Slots
 from .node import Node
 
 OPEN_PATHS = ("/api/health", "/schema")
@@ -37,7 +38,13 @@ def _auth_hook(keys: list[str]):
 
 def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> Litestar:
     settings = node.settings
-    state = State({"node": node, "request_shutdown": request_shutdown})
+    state = State({
+        "node": node, "request_shutdown": request_shutdown,
+        "upload_slots": Slots(settings.max_concurrent_uploads, "uploads at once", "too_many_uploads",
+                              "SAYIT_MAX_CONCURRENT_UPLOADS"),
+        "stream_slots": Slots(settings.max_event_streams, "event streams at once", "too_many_streams",
+                              "SAYIT_MAX_EVENT_STREAMS"),
+    })
     return Litestar(
         route_handlers=[*openai.ROUTES, *jobs.ROUTES, *system.ROUTES],
         state=state,

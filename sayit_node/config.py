@@ -135,6 +135,13 @@ class Settings(BaseSettings):
     min_free_disk_mb: int = Field(
         500, ge=0, validation_alias="SAYIT_MIN_FREE_DISK_MB"
     )
+    # Bounds on queued work (audio accepted and not transcribed yet) and on connections.
+    max_queued_minutes: float = Field(240, gt=0, validation_alias="SAYIT_MAX_QUEUED_MINUTES")
+    max_queued_minutes_per_client: float = Field(
+        120, gt=0, validation_alias="SAYIT_MAX_QUEUED_MINUTES_PER_CLIENT"
+    )
+    max_concurrent_uploads: int = Field(32, ge=1, validation_alias="SAYIT_MAX_CONCURRENT_UPLOADS")
+    max_event_streams: int = Field(32, ge=1, validation_alias="SAYIT_MAX_EVENT_STREAMS")
     log_dir: Path = Field(
         default_factory=default_log_dir, validation_alias="SAYIT_LOG_DIR"
     )

@@ -13,6 +13,7 @@ import os
 import platform
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from taskiq.api import run_receiver_task
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from .config import Settings
 from .engines import load_engine
 from .federation.discovery import PROTOCOL_VERSION, Discovery, NodeAdvert, derive_cluster_id, derive_redis_password
 from .federation.hosted_redis import HostedRedis
+from .jobs.admission import QueuedAudio
 from .jobs.records import JobRecord
 from .jobs.service import JobService
 from .jobs.sqlite_store import SqliteJobStore
@@ -64,6 +66,7 @@ class Node:
         self.broker: StoreBroker | None = None
         self.service: JobService | None = None
         self.worker: ChunkWorker | None = None
+        self.engine_executor: ThreadPoolExecutor | None = None
         self.started_at = time.time()
         self.state = "starting"
         self.node_id = ""
@@ -93,14 +96,19 @@ class Node:
         await self._open_store()
         models = [self.engine.model_name]
         self.broker = StoreBroker(lambda: self.store.claim_next_chunk(self.node_id, models))
+        # The engine gets threads of its own (one per parallel chunk, one for language detection).
+        self.engine_executor = ThreadPoolExecutor(s.max_concurrent_chunks + 1, thread_name_prefix="sayit-engine")
         self.worker = ChunkWorker(self.store, self.engine, self.node_id, speed=self.speed,
-                                  on_job_end=self._job_ended, on_chunk_done=self._chunk_done)
+                                  on_job_end=self._job_ended, on_chunk_done=self._chunk_done,
+                                  executor=self.engine_executor)
         register_tasks(self.broker, self.worker)
         await self.broker.startup()
         self.service = JobService(
             self.store, self.engine, max_duration=s.max_duration_seconds, data_dir=s.data_dir,
             min_free_bytes=s.min_free_disk_mb * 1024 * 1024, default_language=s.language,
             beam_size=s.beam_size, speed=self.speed, on_submitted=self._job_submitted,
+            queued=QueuedAudio(s.max_queued_minutes * 60, s.max_queued_minutes_per_client * 60, self.speed.speed),
+            engine_executor=self.engine_executor, parallel_decodes=max(2, (os.cpu_count() or 1) // 2),
         )
         if self.registry is not None:
             self.service.live_models = self.live_models
@@ -213,6 +221,8 @@ class Node:
             await self.worker.cancel_all()
         if self.broker is not None:
             await self.broker.shutdown()
+        if self.engine_executor is not None:
+            self.engine_executor.shutdown(wait=False, cancel_futures=True)
         if self.store:
             try:
                 await self.store.release_worker(self.node_id)
@@ -240,6 +250,8 @@ class Node:
         self.metrics.chunk_duration.observe(wall_seconds)
 
     def _job_ended(self, job: JobRecord) -> None:
+        if self.service is not None:
+            self.service.queued.release(job.id)
         self.metrics.jobs.labels(job.status).inc()
 
     async def _cleanup_loop(self) -> None:
@@ -390,6 +402,10 @@ class Node:
                 "maxConcurrentChunks": s.max_concurrent_chunks,
                 "retentionHours": s.retention_hours,
                 "minFreeDiskMb": s.min_free_disk_mb,
+                "maxQueuedMinutes": s.max_queued_minutes,
+                "maxQueuedMinutesPerClient": s.max_queued_minutes_per_client,
+                "maxConcurrentUploads": s.max_concurrent_uploads,
+                "maxEventStreams": s.max_event_streams,
             },
             "mode": self.mode,
             "store": store_info,

@@ -198,3 +198,109 @@ def test_bad_text_encoding_is_a_400(node, short_speech):
             response = client.post("/v1/audio/transcriptions", content=broken, headers=headers)
             assert response.status_code == 400, response.text
     assert "Traceback" not in node.log.read_text()
+
+
+# --- bounds on queued work and connections -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory):
+    """A node whose engine is slow (simulated: 1 s per audio second), with small bounds."""
+    node = NodeProcess(tmp_path_factory.mktemp("bounded-node"), env={
+        "SAYIT_ENGINE": "simulated", "SAYIT_SIMULATED_COST": "1.0", "MAX_CONCURRENT_CHUNKS": "1",
+        "SAYIT_API_KEYS": "alice,bob,carol,dave",
+        "SAYIT_MAX_QUEUED_MINUTES_PER_CLIENT": "0.4", "SAYIT_MAX_QUEUED_MINUTES": "0.6",
+        "SAYIT_MAX_EVENT_STREAMS": "2", "SAYIT_MAX_CONCURRENT_UPLOADS": "1",
+    }).start()
+    yield node
+    node.stop()
+
+
+def _as(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _submit(client: httpx.Client, path, key: str) -> httpx.Response:
+    return client.post("/api/transcribe", files={"audio": path.open("rb")}, data={"async": "true"}, headers=_as(key))
+
+
+def test_queued_audio_is_bounded_per_client_and_per_node(bounded, short_speech):
+    path, _ = short_speech  # ~15 s: two fit a client's 24 s only if short; the third never does
+    with bounded.client() as client:
+        accepted = {"alice": [], "bob": []}
+        for key in ("alice", "bob"):
+            for _ in range(3):
+                response = _submit(client, path, key)
+                if response.status_code != 202:
+                    break
+                accepted[key].append(response.json()["jobId"])
+            assert response.status_code == 429, response.text
+            error = _error(response)
+            assert error["code"] == "queue_full" and error["type"] == "rate_limit_error"
+            assert int(response.headers["Retry-After"]) >= 1
+            assert "SAYIT_MAX_QUEUED_MINUTES" in error["message"]
+        assert accepted["alice"] and accepted["bob"]
+        # Alice and Bob together have reached the node's bound: Carol, new, is refused too.
+        response = _submit(client, path, "carol")
+        assert response.status_code == 429 and "this node's queue" in _error(response)["message"]
+        # Deleting queued jobs gives their room back at once.
+        for job_id in accepted["alice"]:
+            assert client.delete(f"/api/jobs/{job_id}", headers=_as("alice")).status_code == 200
+        assert _submit(client, path, "alice").status_code == 202
+        assert client.get("/api/health").status_code == 200
+
+
+def test_event_streams_are_capped(bounded, short_speech):
+    import time
+
+    path, _ = short_speech
+    with bounded.client(timeout=30) as client:
+        for job_id in [j["jobId"] for j in client.get("/api/jobs", headers=_as("carol")).json()["jobs"]]:
+            client.delete(f"/api/jobs/{job_id}", headers=_as("carol"))
+        response = _submit(client, path, "carol")
+        assert response.status_code == 202, response.text
+        events = f"/api/jobs/{response.json()['jobId']}/events"
+        with client.stream("GET", events, headers=_as("carol")) as first, \
+                client.stream("GET", events, headers=_as("carol")) as second:
+            assert first.status_code == second.status_code == 200
+            third = client.get(events, headers=_as("carol"))
+            assert third.status_code == 429 and _error(third)["code"] == "too_many_streams"
+            assert third.headers["Retry-After"]
+        deadline = time.monotonic() + 10  # the server notices the closed streams
+        while True:
+            with client.stream("GET", events, headers=_as("carol")) as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "stream slots are given back"
+            time.sleep(0.2)
+
+
+def test_concurrent_uploads_are_capped(bounded, short_speech):
+    import threading
+    import time
+
+    path, _ = short_speech
+    body, headers = _multipart([("audio", {"filename": "a.wav"}, path.read_bytes()), ("async", {}, b"true")])
+    started = threading.Event()
+
+    def slow_body():
+        yield body[:1000]
+        started.set()
+        time.sleep(3)
+        yield body[1000:]
+
+    results = {}
+
+    def slow_upload():
+        with bounded.client() as c:
+            results["slow"] = c.post("/api/transcribe", content=slow_body(), headers={**headers, **_as("dave")})
+
+    thread = threading.Thread(target=slow_upload)
+    thread.start()
+    started.wait(10)
+    time.sleep(0.5)
+    with bounded.client() as client:
+        response = client.post("/api/transcribe", content=body, headers={**headers, **_as("carol")})
+        assert response.status_code == 429 and _error(response)["code"] == "too_many_uploads"
+        assert response.headers["Retry-After"]
+    thread.join(60)
+    assert results["slow"].status_code == 202, results["slow"].text

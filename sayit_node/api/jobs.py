@@ -15,6 +15,7 @@ from ..jobs.records import JobOptions
 from ..jobs.service import JobService
 from ..jobs.transcript import normalise_format
 from .errors import ApiError
+from .limits import hold_stream
 from .models import TRANSCRIPT_RESPONSES, JobAccepted, JobList, JobView, errors, to_model
 from .responses import transcript_response, wait_and_respond
 from .uploads import check_model, parse_bool, parse_language, read_upload, submit
@@ -98,7 +99,7 @@ async def job_events(state: State, job_id: str) -> ServerSentEvent:
             if job.status in ("completed", "failed", "cancelled"):
                 yield ServerSentEventMessage(data=json.dumps({"jobId": job_id, "status": job.status}), event=job.status)
 
-    return ServerSentEvent(events())
+    return ServerSentEvent(hold_stream(state.stream_slots, events()))
 
 
 @delete("/api/jobs/{job_id:str}", status_code=200,
@@ -108,6 +109,7 @@ async def cancel_job(state: State, job_id: str) -> JobView:
     service: JobService = state.node.service
     await _job_or_404(service, job_id)
     job = await service.store.cancel_job(job_id)
+    service.queued.release(job_id)
     return to_model(await service.status(job, partial=False), JobView)
 
 

@@ -26,6 +26,8 @@ async def _audio_endpoint(request: Request, service: JobService, task: str) -> R
                 raise ApiError(400, "'timestamp_granularities' must be word and/or segment", "invalid_value",
                                param="timestamp_granularities")
         stream = parse_bool(upload.get("stream"), "stream")
+        if stream:
+            request.app.state.stream_slots.check()  # before any work is queued
         options = JobOptions(
             task=task,
             language=parse_language(service, upload.get("language")),  # the spoken language, also for translate
@@ -36,7 +38,7 @@ async def _audio_endpoint(request: Request, service: JobService, task: str) -> R
         )
         job = await submit(service, upload, options)
     if stream:
-        return openai_text_stream(service, job)
+        return openai_text_stream(service, job, request.app.state.stream_slots)
     return await wait_and_respond(service, job, fmt, words=options.word_timestamps)
 
 

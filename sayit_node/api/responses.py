@@ -13,6 +13,7 @@ from ..jobs.records import COMPLETED, JobRecord
 from ..jobs.service import JobService
 from ..jobs.transcript import MEDIA_TYPES, render
 from .errors import ApiError
+from .limits import Slots, hold_stream
 
 
 async def transcript_response(service: JobService, job: JobRecord, fmt: str, *, words: bool = False) -> Response:
@@ -35,7 +36,7 @@ async def wait_and_respond(service: JobService, job: JobRecord, fmt: str, *, wor
     return await transcript_response(service, finished, fmt, words=words)
 
 
-def openai_text_stream(service: JobService, job: JobRecord) -> ServerSentEvent:
+def openai_text_stream(service: JobService, job: JobRecord, slots: Slots) -> ServerSentEvent:
     """`stream=true`: transcript.text.delta events as chunks finish, in order, then done."""
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
@@ -54,7 +55,7 @@ def openai_text_stream(service: JobService, job: JobRecord) -> ServerSentEvent:
                          "param": None, "code": "transcription_failed"}
                 yield _sse("error", {"type": "error", "error": error})
 
-    return ServerSentEvent(events())
+    return ServerSentEvent(hold_stream(slots, events()))
 
 
 def _sse(event: str, data: dict) -> ServerSentEventMessage:

@@ -18,15 +18,17 @@ from litestar.datastructures import UploadFile
 from ..audio import AudioError
 from ..engines.base import UnknownLanguage, UnsupportedLanguage, UnsupportedTask
 from ..jobs.records import JobOptions, JobRecord
-from ..jobs.service import AudioTooLong, DiskLow, JobService, StoreFull
+from ..jobs.service import AudioTooLong, DiskLow, JobService, QueueFull, StoreFull
 from .errors import ApiError
 from .forms import read_form
+from .limits import client_of, queue_full_error
 
 
 @dataclass
 class Upload:
     file: UploadFile
     fields: dict[str, list[str]]
+    client: str  # whose queue bound the job counts against
 
     def get(self, name: str) -> str | None:
         values = self.fields.get(name)
@@ -41,15 +43,25 @@ async def read_upload(request: Request, file_fields: tuple[str, ...]) -> AsyncIt
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(400, "send the audio as multipart/form-data", "invalid_request")
-    form = await read_form(request)
+    release = request.app.state.upload_slots.take()
     try:
-        file = form.file(file_fields)
-        if file is None:
-            raise ApiError(400, f"no audio file in the form (field '{file_fields[0]}')", "missing_file",
-                           param=file_fields[0])
-        yield Upload(file, form.fields)
+        service: JobService = request.app.state.node.service
+        client = client_of(request)
+        try:  # a full queue is refused before the upload is read
+            await service.queued.reserve(service.store, client, 1.0, hold=False)
+        except QueueFull as exc:
+            raise queue_full_error(exc) from exc
+        form = await read_form(request)
+        try:
+            file = form.file(file_fields)
+            if file is None:
+                raise ApiError(400, f"no audio file in the form (field '{file_fields[0]}')", "missing_file",
+                               param=file_fields[0])
+            yield Upload(file, form.fields, client)
+        finally:
+            await form.close()
     finally:
-        await form.close()
+        release()
 
 
 def _language_error(exc: UnsupportedLanguage) -> ApiError:
@@ -109,7 +121,9 @@ async def submit(service: JobService, upload: Upload, options: JobOptions) -> Jo
     """Submit the upload as a job, turning every domain failure into an OpenAI-shaped error."""
     filename = upload.file.filename or "audio"
     try:
-        return await service.submit(upload.file.file, filename=filename, options=options)
+        return await service.submit(upload.file.file, filename=filename, options=options, client=upload.client)
+    except QueueFull as exc:
+        raise queue_full_error(exc) from exc
     except AudioTooLong as exc:
         # Both in minutes, as the setting is; the duration keeps its fraction (61 s is not "1").
         limit = service.max_duration / 60

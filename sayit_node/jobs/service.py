@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from .. import audio
 from ..engines.base import SAMPLE_RATE, Engine, check_language, check_task
+from .admission import QueueFull, QueuedAudio
 from .records import TERMINAL, ChunkRecord, JobOptions, JobRecord, new_job_id
 from .store import JobStore, StoreFull
 from .transcript import Transcript, stitch
@@ -41,8 +44,13 @@ class DiskLow(Exception):
 class JobService:
     def __init__(self, store: JobStore, engine: Engine, *, max_duration: float, data_dir, min_free_bytes: int,
                  default_language: str | None, beam_size: int, speed: SpeedMeter,
-                 on_submitted: Callable[[], None] = lambda: None) -> None:
+                 on_submitted: Callable[[], None] = lambda: None, queued: QueuedAudio | None = None,
+                 engine_executor: Executor | None = None, parallel_decodes: int = 2) -> None:
         self.store = store
+        # Audio accepted and not finished, bounded per node and per client (no bound by default).
+        self.queued = queued or QueuedAudio(math.inf, math.inf, speed.speed)
+        self.engine_executor = engine_executor  # None: the default pool
+        self._decoding = asyncio.Semaphore(max(1, parallel_decodes))
         self.engine = engine
         self.max_duration = max_duration
         self.data_dir = data_dir
@@ -65,15 +73,32 @@ class JobService:
     def check_language(self, language: str | None) -> None:
         check_language(self.engine, language)
 
-    async def submit(self, source: BinaryIO | str, *, filename: str, options: JobOptions) -> JobRecord:
+    async def submit(self, source: BinaryIO | str, *, filename: str, options: JobOptions,
+                     client: str = "local") -> JobRecord:
         self.check_disk()
         if options.language is None:
             options.language = self.default_language
         self.check_language(options.language)
         check_task(self.engine, options.task)
-        duration = await asyncio.to_thread(audio.probe_duration, source)
-        if duration is not None and duration > self.max_duration + 0.5:
-            raise AudioTooLong(duration, self.max_duration)
+        # Decoding holds a whole recording in memory and a thread of the default pool (which
+        # SQLite uses too): a few at a time, the rest wait their turn.
+        async with self._decoding:
+            duration = await asyncio.to_thread(audio.probe_duration, source)
+            if duration is not None and duration > self.max_duration + 0.5:
+                raise AudioTooLong(duration, self.max_duration)
+            # Refused before decoding when the header tells the length (else after).
+            held = None if duration is None else await self.queued.reserve(self.store, client, duration)
+            try:
+                job = await self._decode_and_store(source, filename, options, held, client)
+            except BaseException:
+                if held is not None:
+                    self.queued.release(held)
+                raise
+        self.on_submitted()
+        return job
+
+    async def _decode_and_store(self, source, filename: str, options: JobOptions, held: int | None,
+                                client: str) -> JobRecord:
         try:
             samples = await asyncio.to_thread(audio.decode, source, max_seconds=self.max_duration)
         except audio.AudioError as exc:
@@ -83,20 +108,31 @@ class JobService:
         duration = len(samples) / SAMPLE_RATE
         if duration > self.max_duration + 0.5:
             raise AudioTooLong(duration, self.max_duration)
-        plan = await asyncio.to_thread(audio.plan_chunks, samples)
-        language = options.language
-        if language is None and plan:
-            first = samples[plan[0].start : plan[0].end]
-            language, probability = await asyncio.to_thread(self.engine.detect_language, first)
-            log.info("detected language %s (p=%.2f) for %s", language, probability, filename)
-        job = JobRecord(id=new_job_id(), model=self.model_name, options=options, duration=duration,
-                        filename=filename, language=language or "en")
-        chunks = [ChunkRecord(job.id, c.index, c.start, c.end) for c in plan]
-        pcm = [audio.to_pcm16(samples[c.start : c.end]) for c in plan]
-        del samples
-        await self.store.create_job(job, chunks, pcm)
+        if held is None:
+            held = await self.queued.reserve(self.store, client, duration)
+        try:
+            plan = await asyncio.to_thread(audio.plan_chunks, samples)
+            language = options.language
+            if language is None and plan:
+                first = samples[plan[0].start : plan[0].end]
+                loop = asyncio.get_running_loop()
+                language, probability = await loop.run_in_executor(self.engine_executor, self.engine.detect_language,
+                                                                   first)
+                log.info("detected language %s (p=%.2f) for %s", language, probability, filename)
+            job = JobRecord(id=new_job_id(), model=self.model_name, options=options, duration=duration,
+                            filename=filename, language=language or "en")
+            chunks = [ChunkRecord(job.id, c.index, c.start, c.end) for c in plan]
+            pcm = [audio.to_pcm16(samples[c.start : c.end]) for c in plan]
+            del samples
+            await self.store.create_job(job, chunks, pcm)
+        except BaseException:
+            self.queued.release(held)
+            raise
+        if chunks:
+            self.queued.bind(held, job.id)
+        else:  # silence: done at once
+            self.queued.release(held)
         log.info("job %s: %s, %.1f s of audio in %d chunks", job.id, filename, duration, len(chunks))
-        self.on_submitted()
         return job
 
     async def wait(self, job_id: str, poll: float = 0.1) -> JobRecord | None:
@@ -174,4 +210,4 @@ class JobService:
         }
 
 
-__all__ = ["AudioTooLong", "DiskLow", "JobService", "StoreFull"]
+__all__ = ["AudioTooLong", "DiskLow", "JobService", "QueueFull", "StoreFull"]

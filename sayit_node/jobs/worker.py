@@ -10,6 +10,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from taskiq import AsyncBroker, TaskiqDepends, TaskiqState
@@ -63,6 +64,7 @@ class ChunkWorker:
     speed: SpeedMeter = field(default_factory=SpeedMeter)
     on_job_end: Callable[[object], None] | None = None
     on_chunk_done: Callable[[float, float], None] | None = None  # (audio seconds, wall seconds)
+    executor: Executor | None = None  # where the engine runs (None: the default pool)
     _running: set[asyncio.Task] = field(default_factory=set)
 
     @property
@@ -99,7 +101,9 @@ class ChunkWorker:
         )
         started = time.monotonic()
         try:
-            segments = await asyncio.to_thread(self.engine.transcribe, samples, options)
+            # The engine's own threads: a busy engine never starves the default pool (decode, SQLite).
+            segments = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.engine.transcribe, samples, options)
         except asyncio.CancelledError:
             await self.store.release_chunk(job_id, index)
             raise
