@@ -9,14 +9,15 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 
-from . import __version__
+from . import __version__, web
 from .api import jobs, openai, system
 from .api.errors import EXCEPTION_HANDLERS, ApiError
 from .api.guard import host_guard_middleware
 from .api.limits import Slots
 from .node import Node
 
-OPEN_PATHS = ("/api/health", "/schema")
+# The web page and its files are public (they hold no data); the API calls it makes are not.
+OPEN_PATHS = ("/api/health", "/schema", "/", web.STATIC_PATH)
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file
 
 
@@ -46,7 +47,7 @@ def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> L
                               "SAYIT_MAX_EVENT_STREAMS"),
     })
     return Litestar(
-        route_handlers=[*openai.ROUTES, *jobs.ROUTES, *system.ROUTES],
+        route_handlers=[*openai.ROUTES, *jobs.ROUTES, *system.ROUTES, *web.ROUTES],
         state=state,
         middleware=[host_guard_middleware(settings)],
         before_request=_auth_hook(settings.api_keys) if settings.api_keys else None,
