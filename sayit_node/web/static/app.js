@@ -303,27 +303,20 @@ function addFiles(fileList) {
 }
 
 // Progress from the job's server-sent events, read with fetch() so the API key can be sent
-// (EventSource cannot send headers). If the stream breaks, poll instead.
+// (EventSource cannot send headers). If the stream breaks, poll instead. A browser opens at
+// most 6 HTTP/1.1 connections to one host, so only a few jobs stream; the others poll.
+const MAX_STREAMS = 2;
+let openStreams = 0;
+
 async function watch(job) {
-  try {
-    const response = await api(`/api/jobs/${job.id}/events`, { headers: { Accept: "text/event-stream" } });
-    if (!response.ok || !response.body) throw new Error(await errorMessage(response));
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value.replace(/\r\n?/g, "\n");
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const event = /^event: ?(.*)$/m.exec(block);
-        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
-        if (event && event[1] === "progress" && data) update(job, JSON.parse(data));
-      }
+  if (openStreams < MAX_STREAMS) {
+    openStreams += 1;
+    try {
+      await streamEvents(job);
+    } catch (_) { /* fall through to polling */ } finally {
+      openStreams -= 1;
     }
-  } catch (_) { /* fall through to polling */ }
+  }
   while (!TERMINAL.has(job.status) && jobs.get(job.id) === job) {
     try {
       update(job, await apiJson(`/api/jobs/${job.id}`));
@@ -334,6 +327,26 @@ async function watch(job) {
     if (!TERMINAL.has(job.status)) await new Promise((r) => setTimeout(r, 1000));
   }
   finished(job);
+}
+
+async function streamEvents(job) {
+  const response = await api(`/api/jobs/${job.id}/events`, { headers: { Accept: "text/event-stream" } });
+  if (!response.ok || !response.body) throw new Error(await errorMessage(response));
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const event = /^event: ?(.*)$/m.exec(block);
+      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+      if (event && event[1] === "progress" && data) update(job, JSON.parse(data));
+    }
+  }
 }
 
 async function finished(job) {
