@@ -1,15 +1,15 @@
-"""The node's HTTP API, as the tray uses it. Blocking calls: run them off the UI thread."""
+"""The node's HTTP API as the tray uses it: the shared `sayit_node.client` plus the poll
+snapshot the tray shows. Blocking calls: run them off the UI thread."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from sayit_node.client import NodeClient as _NodeClient
+from sayit_node.client import NodeError
 
-
-class NodeUnavailable(Exception):
-    """Nothing (or nothing that is a SayIt node) answered."""
+NodeUnavailable = NodeError  # the tray's name for it: nothing (or no SayIt node) answered
 
 
 @dataclass
@@ -62,45 +62,9 @@ class Snapshot:
                     or self.job_count("running") or self.job_count("queued"))
 
 
-class NodeClient:
+class NodeClient(_NodeClient):
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 3.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        headers = {"X-SayIt-Client": "sayit-desktop"}  # marks a program, not a web page (see /api/shutdown)
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        # trust_env=False: a proxy from the environment must never see loopback calls.
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
-                                  trust_env=False)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _get(self, path: str) -> Any:
-        try:
-            resp = self._http.get(path)
-        except httpx.HTTPError as exc:
-            raise NodeUnavailable(f"{self.base_url}{path}: {exc}") from exc
-        if resp.status_code != 200:
-            raise NodeUnavailable(f"{self.base_url}{path}: HTTP {resp.status_code}")
-        try:
-            return resp.json()
-        except ValueError as exc:
-            raise NodeUnavailable(f"{self.base_url}{path}: not JSON") from exc
-
-    def health(self) -> dict[str, Any]:
-        data = self._get("/api/health")
-        if not isinstance(data, dict) or data.get("status") != "ok" or "nodeId" not in data:
-            raise NodeUnavailable(f"{self.base_url} is not a SayIt node")
-        return data
-
-    def nodes(self) -> list[dict[str, Any]]:
-        return list(self._get("/api/nodes").get("nodes") or [])
-
-    def queue_status(self) -> dict[str, Any]:
-        return dict(self._get("/api/queue-status"))
-
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self._get("/api/jobs").get("jobs") or [])
+        super().__init__(base_url, api_key, timeout=timeout, client_name="sayit-desktop")
 
     def snapshot(self) -> Snapshot:
         """Health first (raises if the node is not there), then the rest, best effort."""
@@ -108,14 +72,6 @@ class NodeClient:
         for name, call in (("queue", self.queue_status), ("jobs", self.jobs), ("nodes", self.nodes)):
             try:
                 setattr(snap, name, call())
-            except (NodeUnavailable, AttributeError, TypeError) as exc:
+            except (NodeError, AttributeError, TypeError) as exc:
                 snap.errors.append(str(exc))
         return snap
-
-    def shutdown(self) -> bool:
-        """Ask the node to stop gracefully; True if it accepted."""
-        try:
-            resp = self._http.post("/api/shutdown")
-        except httpx.HTTPError:
-            return False
-        return resp.status_code in (200, 202, 204)

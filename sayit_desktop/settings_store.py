@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from sayit_node.client import local_url
 from sayit_node.config import Settings, config_file_path, load_settings
 
 # Node settings the dialog edits, in the order it shows them.
@@ -323,11 +324,4 @@ def redis_mode(values: Mapping[str, Any]) -> str:
 def node_url(settings: Any) -> str:
     """Where the tray reaches a node configured with `settings` (it always asks over loopback
     when the node listens on every interface)."""
-    host = str(getattr(settings, "host", "127.0.0.1") or "127.0.0.1")
-    if host in ("0.0.0.0", "", "*"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
+    return local_url(getattr(settings, "host", "127.0.0.1"), settings.port)

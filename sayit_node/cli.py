@@ -1,4 +1,7 @@
-"""`sayit-node serve | worker | transcribe | status | peers`."""
+"""`sayit-node serve | worker | transcribe | status | peers`.
+
+A user error (a missing file, unreadable audio, no node at --server, a bad setting) ends with
+one line on stderr and a non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
@@ -7,14 +10,13 @@ import asyncio
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from .config import load_settings
+from .client import NodeClient, NodeError, local_url
+from .config import Settings, SettingsError, load_settings
 from .jobs.transcript import FORMATS, FORMAT_ALIASES, normalise_format, render
 
 console = Console(stderr=True)
@@ -41,25 +43,30 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--redis-url", help="the cluster's Redis (REDIS_URL)")
     worker.add_argument("--concurrency", type=int, help="chunks at once (MAX_CONCURRENT_CHUNKS)")
 
-    tr = sub.add_parser("transcribe", help="transcribe files (in-process, or on a running node with --server)")
+    tr = sub.add_parser("transcribe", help="transcribe files (in-process, or on a running node with --server)",
+                        description="Print the transcript to stdout (or write it with -o / --output-dir).")
     tr.add_argument("files", nargs="+", type=Path)
     tr.add_argument("--format", default="text", choices=[*FORMATS, *FORMAT_ALIASES])
-    tr.add_argument("--output-dir", type=Path, help="write results here (default: beside each input)")
+    tr.add_argument("-o", "--output", type=Path, help="write the transcript to this file (one input only)")
+    tr.add_argument("--output-dir", type=Path, help="write NAME.<format> files here, one per input")
     tr.add_argument("--language", help="language code (default: detect)")
     tr.add_argument("--model", help="model for in-process runs")
     tr.add_argument("--server", help="URL of a running node, e.g. http://127.0.0.1:3000")
-    tr.add_argument("--api-key", help="API key for --server")
+    tr.add_argument("--api-key", help="API key for --server (default: the first of SAYIT_API_KEYS)")
 
-    st = sub.add_parser("status", help="show a node's health and queue")
-    st.add_argument("--server", default=None, help="URL of the node (default from settings)")
-    st.add_argument("--api-key")
-
-    peers = sub.add_parser("peers", help="list a node's peers (GET /api/nodes)")
-    peers.add_argument("--server", default=None, help="URL of the node (default from settings)")
-    peers.add_argument("--api-key")
+    for name, text in (("status", "show a node's health and queue"), ("peers", "list a node's peers")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--server", default=None, help="URL of the node (default from settings)")
+        cmd.add_argument("--api-key", help="API key (default: the first of SAYIT_API_KEYS)")
+        cmd.add_argument("--json", action="store_true", help="print JSON for programs")
 
     sub.add_parser("convert-model", help="convert a CTranslate2 Whisper model into an MLX model", add_help=False)
     return parser
+
+
+def fail(message: str) -> None:
+    """One line on stderr (never wrapped), for a user error."""
+    print(f"sayit-node: error: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,28 +76,51 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(convert_main(argv[1:]))
     args = _parser().parse_args(argv)
+    try:
+        sys.exit(run(args))
+    except (NodeError, SettingsError) as exc:
+        fail(str(exc))
+        sys.exit(1)
+    except OSError as exc:  # e.g. -o into a folder that does not exist
+        fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run(args) -> int:
     if args.command == "serve":
         from .server import serve
 
         serve(load_settings(host=args.host, port=args.port, model=args.model, engine=args.engine,
                             cluster_secret=args.cluster_secret, host_redis=args.host_redis,
                             redis_url=args.redis_url))
-    elif args.command == "worker":
+        return 0
+    if args.command == "worker":
         from .server import run_worker
 
         run_worker(load_settings(model=args.model, engine=args.engine, redis_url=args.redis_url,
                                  max_concurrent_chunks=args.concurrency, discovery=False))
-    elif args.command == "peers":
-        sys.exit(peers(args))
-    elif args.command == "transcribe":
-        sys.exit(transcribe(args))
-    elif args.command == "status":
-        sys.exit(status(args))
+        return 0
+    return {"peers": peers, "transcribe": transcribe, "status": status}[args.command](args)
 
 
 def _output_path(source: Path, fmt: str, output_dir: Path | None) -> Path:
     folder = output_dir or source.parent
     return folder / f"{source.stem}.{EXTENSIONS[fmt]}"
+
+
+def _emit(args, fmt: str, source: Path, text: str, console) -> None:
+    """The transcript of `source`: to -o, into --output-dir, or to stdout."""
+    if args.output or args.output_dir:
+        out = args.output or _output_path(source, fmt, args.output_dir)
+        out.write_text(text, encoding="utf-8")
+        console.print(f"{source.name} -> {out}", soft_wrap=True)
+        return
+    if len(args.files) > 1:
+        sys.stdout.write(f"==> {source} <==\n")
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
 
 
 def _progress() -> Progress:
@@ -100,9 +130,15 @@ def _progress() -> Progress:
 
 def transcribe(args) -> int:
     fmt = normalise_format(args.format)
-    missing = [f for f in args.files if not f.is_file()]
-    if missing:
-        console.print(f"[red]not found:[/] {', '.join(map(str, missing))}")
+    for path in args.files:
+        if not path.exists():
+            fail(f"no such file: {path}")
+            return 2
+        if not path.is_file():
+            fail(f"not a file: {path}")
+            return 2
+    if args.output and len(args.files) > 1:
+        fail("-o writes one transcript: give one input file, or use --output-dir")
         return 2
     if args.output_dir:
         args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +162,7 @@ async def _transcribe_local(args, fmt: str) -> int:
         try:
             await node.start()
         except EngineError as exc:
-            console.print(f"[red]error:[/] {exc}")
+            fail(str(exc))
             return 1
         try:
             with _progress() as progress:
@@ -140,108 +176,109 @@ async def _transcribe_local(args, fmt: str) -> int:
                                                                            beam_size=settings.beam_size))
                     except (AudioError, AudioTooLong, EngineError) as exc:
                         message = str(exc) if not isinstance(exc, AudioTooLong) else "the audio is longer than the limit"
-                        progress.console.print(f"[red]{path.name}:[/] {message}")
+                        fail(f"{path.name}: {message}")
                         failures += 1
                         continue
                     async for current in node.service.watch(job.id, poll=0.2):
                         progress.update(task, completed=current.progress)
                     current = await node.store.get_job(job.id)
                     if current.status != "completed":
-                        progress.console.print(f"[red]{path.name}:[/] {current.error or current.status}")
+                        fail(f"{path.name}: {current.error or current.status}")
                         failures += 1
                         continue
                     transcript = await node.service.transcript(current)
-                    out = _output_path(path, fmt, args.output_dir)
-                    out.write_text(render(transcript, fmt), encoding="utf-8")
-                    progress.console.print(f"{path.name} -> {out}")
+                    _emit(args, fmt, path, render(transcript, fmt), progress.console)
         finally:
             await node.stop()
     return 1 if failures else 0
 
 
-def _headers(api_key: str | None) -> dict[str, str]:
-    headers = {"X-SayIt-Client": "sayit-node-cli"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        return response.json()["error"]["message"]
-    except Exception:
-        return f"HTTP {response.status_code}"
+def _client(args, timeout: float = 30.0) -> NodeClient:
+    """A client for --server (or the node these settings serve), with --api-key or the first
+    of the node's own API keys."""
+    settings: Settings | None = None
+    if not args.server or not args.api_key:
+        settings = load_settings()
+    base = args.server or local_url(settings.host, settings.port)
+    api_key = args.api_key or (settings.api_keys[0] if settings and settings.api_keys else None)
+    return NodeClient(base, api_key, timeout=timeout, client_name="sayit-node-cli")
 
 
 def _transcribe_remote(args, fmt: str) -> int:
     failures = 0
-    base = args.server.rstrip("/")
-    with httpx.Client(base_url=base, headers=_headers(args.api_key), timeout=600) as client, _progress() as progress:
+    with _client(args, timeout=60) as client, _progress() as progress:
+        client.health()  # "no node at ..." once, before any upload
         for path in args.files:
             task = progress.add_task(path.name, total=100)
-            with open(path, "rb") as fh:
-                data = {"async": "true", "format": fmt}
-                if args.language:
-                    data["language"] = args.language
-                response = client.post("/api/transcribe", files={"audio": (path.name, fh)}, data=data)
-            if response.status_code != 202:
-                progress.console.print(f"[red]{path.name}:[/] {_error_message(response)}")
+            try:
+                job_id = client.submit(path, language=args.language)["jobId"]
+                job = client.wait(job_id, on_update=lambda j: progress.update(task, completed=j["progress"]))
+                if job["status"] != "completed":
+                    raise NodeError(job.get("error") or job["status"])
+                text = client.result(job_id, fmt)
+            except NodeError as exc:
+                if exc.status is None and "no node" in exc.message:
+                    raise
+                fail(f"{path.name}: {exc}")
                 failures += 1
                 continue
-            job_id = response.json()["jobId"]
-            while True:
-                job = client.get(f"/api/jobs/{job_id}").json()
-                progress.update(task, completed=job["progress"])
-                if job["status"] in ("completed", "failed", "cancelled"):
-                    break
-                time.sleep(0.5)
-            if job["status"] != "completed":
-                progress.console.print(f"[red]{path.name}:[/] {job.get('error') or job['status']}")
-                failures += 1
-                continue
-            result = client.get(f"/api/jobs/{job_id}/result", params={"format": fmt})
-            out = _output_path(path, fmt, args.output_dir)
-            out.write_text(result.text, encoding="utf-8")
-            progress.console.print(f"{path.name} -> {out}")
+            _emit(args, fmt, path, text, progress.console)
     return 1 if failures else 0
 
 
-def _server_url(args) -> str:
-    """--server, or the node these settings would serve."""
-    if args.server:
-        return args.server.rstrip("/")
-    settings = load_settings()
-    return f"http://{settings.host}:{settings.port}"
+def _table(*columns: str, **kwargs):
+    from rich.table import Table
+
+    return Table(*columns, box=None, pad_edge=False, header_style="bold", **kwargs)
+
+
+def _print_table(table) -> None:
+    # At most 80 columns: long cells wrap inside their column instead.
+    out = Console()
+    out.width = min(out.width, 80)
+    out.print(table)
 
 
 def peers(args) -> int:
-    from rich.table import Table
-
-    base = _server_url(args)
-    try:
-        nodes = httpx.get(base + "/api/nodes", headers=_headers(args.api_key), timeout=5).json()["nodes"]
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
-        console.print(f"[red]no node at {base}:[/] {exc}")
-        return 1
-    table = Table("name", "state", "engine", "model", "cores", "active", "speed", "url")
+    with _client(args, timeout=5) as client:
+        nodes = client.nodes()
+    if args.json:
+        print(json.dumps(nodes, indent=2))
+        return 0
+    table = _table("node", "state", "engine", "model", "cores", "chunks", caption="* this node; chunks: active/queued",
+                   caption_justify="left")
+    table.add_column("url", no_wrap=True, min_width=max([len(str(n.get("url") or "")) for n in nodes] + [3]))
     for node in nodes:
         load = node.get("load") or {}
-        table.add_row(node["name"] + (" (this node)" if node.get("self") else ""), node["state"],
-                      str(node.get("engine")), str(node.get("model")), str(node.get("cores")),
-                      str(load.get("activeChunks", "-")), str(load.get("speed", "-")), str(node.get("url")))
-    Console().print(table)
+        table.add_row(str(node.get("name")) + (" *" if node.get("self") else ""), str(node.get("state", "-")),
+                      str(node.get("engine", "-")), str(node.get("model", "-")), str(node.get("cores", "-")),
+                      f"{load.get('activeChunks', 0)}/{load.get('queuedChunks', 0)}", str(node.get("url") or "-"))
+    _print_table(table)
     return 0
 
 
 def status(args) -> int:
-    base = _server_url(args)
-    try:
-        with httpx.Client(base_url=base, headers=_headers(args.api_key), timeout=5) as client:
-            health = client.get("/api/health").json()
-            queue = client.get("/api/queue-status")
-    except httpx.HTTPError as exc:
-        console.print(f"[red]no node at {base}:[/] {exc}")
-        return 1
-    print(json.dumps({"health": health, "queue": queue.json() if queue.status_code == 200 else _error_message(queue)},
-                     indent=2))
+    with _client(args, timeout=5) as client:
+        health = client.health()
+        try:
+            queue: dict | str = client.queue_status()
+        except NodeError as exc:  # e.g. an API key is needed: health alone still says a lot
+            if exc.status is None:
+                raise
+            queue = str(exc)
+    if args.json:
+        print(json.dumps({"health": health, "queue": queue}, indent=2))
+        return 0
+    table = _table("", "", show_header=False)
+    table.add_row("node", f"{health.get('name')} ({client.base_url})")
+    table.add_row("engine", f"{health.get('engine')}, model {health.get('model')}, version {health.get('version')}")
+    if isinstance(queue, dict):
+        jobs, chunks = queue.get("jobs") or {}, queue.get("chunks") or {}
+        table.add_row("jobs", ", ".join(f"{jobs.get(k, 0)} {k}" for k in ("queued", "running", "completed", "failed")))
+        table.add_row("chunks", ", ".join(f"{chunks.get(k, 0)} {k}" for k in ("queued", "running", "done")))
+        table.add_row("working", f"{queue.get('activeChunks', 0)} of {queue.get('maxConcurrentChunks', '?')} slots, "
+                                 f"{float(queue.get('speed') or 0):.1f} audio-s/s recently")
+    else:
+        table.add_row("queue", queue)
+    _print_table(table)
     return 0

@@ -5,12 +5,14 @@ working directory, `config.toml` in the user config directory, defaults.
 
 Names that existing SayIt deployments use keep their plain names (PORT, HOST, ...); every
 other setting carries the SAYIT_ prefix in the environment. In config.toml every key is the
-setting's field name (lower case, no prefix); unknown keys and tables such as [desktop] are
-ignored.
+setting's field name (lower case, no prefix); tables such as [desktop] belong to other programs
+and are skipped, but an unknown top-level key is an error that names it (a typo must not be
+silently ignored). Every problem is raised as one SettingsError with a one-line message.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import tomllib
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -41,6 +43,10 @@ def default_log_dir() -> Path:
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
 
 
+class SettingsError(ValueError):
+    """A setting the node cannot use (bad value, unreadable or unknown key in config.toml)."""
+
+
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -59,7 +65,7 @@ def to_aliases(settings_cls: type[BaseSettings], values: dict[str, Any]) -> dict
 
 
 class ConfigTomlSource(PydanticBaseSettingsSource):
-    """Reads config.toml; top-level keys only, unknown keys dropped by the model."""
+    """Reads config.toml; top-level keys only (tables are other programs' sections)."""
 
     def get_field_value(self, field, field_name):  # pragma: no cover - not used
         return None, field_name, False
@@ -70,9 +76,16 @@ class ConfigTomlSource(PydanticBaseSettingsSource):
             return {}
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"cannot read {path}: {exc}") from exc
-        return to_aliases(self.settings_cls, {k: v for k, v in data.items() if not isinstance(v, dict)})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read {path}: {exc}") from exc
+        values = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        known = self.settings_cls.model_fields
+        for key in values:
+            if key.lower() not in known:
+                close = difflib.get_close_matches(key.lower(), known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise SettingsError(f"{path}: unknown setting '{key}'{hint}")
+        return to_aliases(self.settings_cls, values)
 
 
 class Settings(BaseSettings):
@@ -212,5 +225,13 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings; `overrides` are CLI flags (None means "not given")."""
-    return Settings(**to_aliases(Settings, {k: v for k, v in overrides.items() if v is not None}))
+    """Build settings; `overrides` are CLI flags (None means "not given"). Raises SettingsError."""
+    try:
+        return Settings(**to_aliases(Settings, {k: v for k, v in overrides.items() if v is not None}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        value = first.get("input")
+        shown = f"={value!r}" if isinstance(value, (str, int, float, bool)) else ""
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise SettingsError(f"invalid setting {name}{shown}: {first['msg']}{more}") from None

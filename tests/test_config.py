@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sayit_node.config import load_settings
+from sayit_node.config import SettingsError, load_settings
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def test_defaults(clean_env):
 
 def test_source_order(clean_env, monkeypatch, tmp_path):
     clean_env.write_text('port = 4000\nmodel = "base"\nlanguage = "de"\nmax_concurrent_chunks = 3\n'
-                         'unknown_key = 1\n[desktop]\nstart_node = true\n')
+                         '[desktop]\nstart_node = true\n')  # other programs' tables are skipped
     assert load_settings().port == 4000 and load_settings().max_concurrent_chunks == 3
     (tmp_path / ".env").write_text("PORT=4500\nSAYIT_MODEL=small\n")
     s = load_settings()
@@ -55,5 +55,14 @@ def test_unrelated_env_names_do_not_leak(clean_env, monkeypatch):
 
 def test_bad_values_are_rejected(clean_env, monkeypatch):
     monkeypatch.setenv("PORT", "not-a-port")
-    with pytest.raises(ValueError):
+    with pytest.raises(SettingsError, match=r"^invalid setting PORT='not-a-port': .*integer"):
+        load_settings()
+
+
+def test_config_file_problems_are_named(clean_env):
+    clean_env.write_text('prot = 4000\n[desktop]\nstart_node = true\n')
+    with pytest.raises(SettingsError, match=r"unknown setting 'prot' \(did you mean 'port'\?\)"):
+        load_settings()
+    clean_env.write_text('port = "4000\n')
+    with pytest.raises(SettingsError, match=r"^cannot read .*config.toml: "):
         load_settings()
