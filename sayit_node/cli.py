@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -155,6 +156,9 @@ async def _transcribe_local(args, fmt: str) -> int:
     from .jobs.service import AudioTooLong
     from .node import Node
 
+    # The private node's log lines (e.g. taskiq's on stop) are not for the terminal: stderr
+    # carries the progress bar and one line per problem.
+    logging.getLogger().addHandler(logging.NullHandler())
     failures = 0
     with tempfile.TemporaryDirectory(prefix="sayit-cli-") as tmp:
         settings = load_settings(data_dir=Path(tmp), model=args.model, min_free_disk_mb=0)
