@@ -69,7 +69,7 @@ def test_page_transcribes_uploads_with_progress_and_downloads_srt(page, node, sp
     dialog.wait_for(state="visible")
     dialog.get_by_role("textbox", name="Key").fill(API_KEY)
     dialog.get_by_role("button", name="Save").click()
-    assert page.evaluate("localStorage.getItem('sayit.apiKey')") == API_KEY
+    page.wait_for_function("k => localStorage.getItem('sayit.apiKey') === k", arg=API_KEY)
     page.get_by_text("(this node)").wait_for()  # the cluster view, fetched with the key
     assert "tiny.en" in page.locator("#node-list").inner_text()
 
