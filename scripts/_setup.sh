@@ -1,5 +1,5 @@
 # Shared by scripts/run and scripts/test: find Python 3.11+, create .venv, install SayIt.
-# Sourced, not executed. Usage: sayit_setup "<extras>" (e.g. "desktop" or "desktop,test").
+# Sourced, not executed. Usage: sayit_setup "<extras>" (e.g. "multilingual" or "desktop,test").
 
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,16 +24,26 @@ sayit_setup() {
         echo "==> creating $VENV"
         "$(find_python)" -m venv "$VENV"
     fi
-    # Reinstall only when the project's dependencies or the extras changed.
+    # Reinstall only when the project's dependencies changed or an extra is missing. The stamp holds
+    # the hash of pyproject.toml + this file and the extras installed so far, so `scripts/run`
+    # (headless: no extras beyond the models) after `scripts/test` installs nothing again.
     local stamp="$VENV/.sayit-installed"
-    local want
-    want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/_setup.sh" | sha256sum | cut -d' ' -f1) $extras"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        echo "==> installing SayIt [$extras] into $VENV"
+    local hash have="" missing=""
+    hash="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/_setup.sh" | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cut -d' ' -f1 "$stamp")" = "$hash" ]; then
+        have="$(cut -s -d' ' -f2 "$stamp")"
+    fi
+    local extra
+    for extra in ${extras//,/ }; do
+        case ",$have," in *",$extra,"*) ;; *) missing="$missing,$extra" ;; esac
+    done
+    if [ ! -f "$stamp" ] || [ "$(cut -d' ' -f1 "$stamp")" != "$hash" ] || [ -n "$missing" ]; then
+        echo "==> installing SayIt${extras:+ [$extras]} into $VENV"
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$extras]"
+        "$VENV/bin/python" -m pip install --quiet -e "$ROOT${extras:+[$extras]}"
         sayit_install_mlx "$extras"
-        echo "$want" > "$stamp"
+        local all="$have${have:+,}$extras"
+        echo "$hash $(echo "$all" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)" > "$stamp"
     fi
 }
 
