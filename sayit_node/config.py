@@ -18,6 +18,7 @@ import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
@@ -207,7 +208,7 @@ class Settings(BaseSettings):
         if self.redis_url:
             return self.redis_url
         if self.redis_host:
-            auth = f":{self.redis_password}@" if self.redis_password else ""
+            auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
             return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
         return None
 
