@@ -1,0 +1,229 @@
+"""Speed and accuracy on the varied corpus: SayIt over HTTP vs faster-whisper by hand, same run.
+
+    .venv/bin/python bench/speed.py --model tiny.en            # beam 5, int8, 3 interleaved reps
+    .venv/bin/python bench/speed.py --model base --reps 3
+    .venv/bin/python bench/speed.py --variant old:SAYIT_PIPELINE=threads   # extra SayIt rows
+
+Rows, on every file of bench/corpus.py (~6 min: several espeak-ng voices, rates and pause
+lengths, a noisy file, the real JFK clip):
+- sayit:   a real node (`sayit-node serve` on 127.0.0.1), upload over HTTP to the final
+           verbose_json (upload, decode, VAD, chunking, transcription, stitching all counted);
+- batched: faster-whisper `BatchedInferencePipeline`, batch_size=8, its defaults
+           (Silero VAD, no timestamp tokens), given the file path (its decode is counted);
+- whole:   `WhisperModel.transcribe` on the whole file path (defaults, no VAD).
+All with the same model, int8 on CPU, beam 5, language en. Baselines run in one child
+process that keeps its model loaded (cpu_threads = all cores); the node is warm too (one
+warm-up job each before timing). The machine is shared (2 cores, other people's tests), so
+runs are interleaved (sayit, batched, whole, sayit, batched, whole, ... per file) and each
+cell is the MEDIAN of --reps runs; a total row sums the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from corpus import CACHE, build, wer, word_errors  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def _model_dir(model: str, cache: Path) -> str:
+    from sayit_node.engines.models import resolve_model
+
+    return str(resolve_model(model, cache))
+
+
+def serve_baselines(model: str, beam: int, cache: Path) -> None:
+    """Child process: keep one model loaded, run baselines on request (JSON lines in/out)."""
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    whisper = WhisperModel(_model_dir(model, cache), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1)
+    batched = BatchedInferencePipeline(whisper)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        started = time.perf_counter()
+        if req["kind"] == "whole":
+            segments, _ = whisper.transcribe(req["path"], beam_size=beam, language="en")
+        else:
+            segments, _ = batched.transcribe(req["path"], beam_size=beam, batch_size=8, language="en")
+        segments = list(segments)
+        wall = time.perf_counter() - started
+        print(json.dumps({"wall": wall, "text": " ".join(s.text.strip() for s in segments),
+                          "segments": [[s.start, s.end] for s in segments]}), flush=True)
+
+
+class Baselines:
+    def __init__(self, model: str, beam: int, cache: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--_serve", "--model", model, "--beam", str(beam),
+                                      "--cache", str(cache)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        assert json.loads(self.proc.stdout.readline())["ready"]
+
+    def run(self, kind: str, path: str) -> dict:
+        self.proc.stdin.write(json.dumps({"kind": kind, "path": path}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+class Node:
+    def __init__(self, model: str, beam: int, cache: Path, env: dict[str, str]) -> None:
+        from tests.conftest import NodeProcess
+
+        self._home = tempfile.TemporaryDirectory(prefix="sayit-speed-")
+        self.node = NodeProcess(Path(self._home.name), {
+            "SAYIT_MODEL": model, "SAYIT_ENGINE": "faster-whisper", "SAYIT_BEAM_SIZE": str(beam),
+            "SAYIT_MAX_DURATION_MINUTES": "120", "WHISPER_CACHE_DIR": str(cache),
+            "MAX_CONCURRENT_CHUNKS": str(os.cpu_count() or 1), **env}).start(timeout=600)
+
+    def run(self, path: str) -> dict:
+        with open(path, "rb") as fh:
+            started = time.perf_counter()
+            response = httpx.post(self.node.url + "/v1/audio/transcriptions", timeout=3600,
+                                  files={"file": (Path(path).name, fh)},
+                                  data={"model": "whisper-1", "response_format": "verbose_json", "language": "en"})
+            wall = time.perf_counter() - started
+        response.raise_for_status()
+        body = response.json()
+        return {"wall": wall, "text": body["text"], "segments": [[s["start"], s["end"]] for s in body["segments"]]}
+
+    def close(self) -> None:
+        self.node.stop()
+        self._home.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--only", action="append", help="corpus file names to run (default: all)")
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="extra SayIt node NAME:KEY=VAL,KEY=VAL (env for that node), run in the same rounds")
+    parser.add_argument("--cache", type=Path, default=CACHE / "models", help="model cache (base is joined here)")
+    parser.add_argument("--_serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._serve:
+        serve_baselines(args.model, args.beam, args.cache)
+        return
+
+    files = [f for f in build() if not args.only or f["name"] in args.only]
+    total_audio = sum(f["seconds"] for f in files)
+    print(f"corpus: {len(files)} files, {total_audio:.1f} s; model {args.model}, int8, beam {args.beam}, "
+          f"{os.cpu_count()} cores; median of {args.reps} interleaved reps", flush=True)
+
+    runners: dict[str, object] = {"sayit": Node(args.model, args.beam, args.cache, {})}
+    for spec in args.variant:
+        name, _, env = spec.partition(":")
+        runners[name] = Node(args.model, args.beam, args.cache,
+                             dict(kv.split("=", 1) for kv in env.split(",") if kv))
+    baselines = None
+    if not args.no_baselines:
+        baselines = Baselines(args.model, args.beam, args.cache)
+    kinds = list(runners) + ([] if baselines is None else ["batched", "whole"])
+
+    def run(kind: str, path: str) -> dict:
+        return runners[kind].run(path) if kind in runners else baselines.run(kind, path)
+
+    try:
+        warm = next((f["path"] for f in files if f["name"] == "jfk-real"), files[0]["path"])
+        for kind in kinds:  # warm-up: model loaded, first-call costs paid
+            run(kind, warm)
+        walls: dict[tuple[str, str], list[float]] = {}
+        outputs: dict[tuple[str, str], dict] = {}
+        for rep in range(args.reps):
+            for f in files:
+                for kind in kinds:
+                    result = run(kind, f["path"])
+                    walls.setdefault((f["name"], kind), []).append(result["wall"])
+                    outputs[(f["name"], kind)] = result
+                    print(f"  rep {rep + 1} {f['name']:26s} {kind:8s} {result['wall']:6.2f} s "
+                          f"({f['seconds'] / result['wall']:5.1f} audio-s/s)", flush=True)
+    finally:
+        for r in runners.values():
+            r.close()
+        if baselines:
+            baselines.close()
+
+    rows = []
+    for f in files:
+        row = {"file": f["name"], "seconds": f["seconds"], "note": f["note"]}
+        for kind in kinds:
+            out = outputs[(f["name"], kind)]
+            wall = statistics.median(walls[(f["name"], kind)])
+            lengths = [e - s for s, e in out["segments"]]
+            errors, words = word_errors(f["reference"], out["text"])
+            row[kind] = {"wall": wall, "walls": walls[(f["name"], kind)], "speed": f["seconds"] / wall,
+                         "wer": wer(f["reference"], out["text"]), "errors": errors, "words": words,
+                         "median_segment": statistics.median(lengths) if lengths else 0.0,
+                         "segments": len(lengths), "text": out["text"]}
+        rows.append(row)
+    total = {"file": "TOTAL", "seconds": total_audio}
+    for kind in kinds:
+        wall = sum(r[kind]["wall"] for r in rows)
+        lengths = [e - s for f in files for s, e in outputs[(f["name"], kind)]["segments"]]
+        errors = sum(r[kind]["errors"] for r in rows)
+        words = sum(r[kind]["words"] for r in rows)
+        total[kind] = {"wall": wall, "speed": total_audio / wall, "wer": 100.0 * errors / words,
+                       "median_segment": statistics.median(lengths), "segments": len(lengths)}
+    rows.append(total)
+
+    print(f"\n### {args.model}, int8, beam {args.beam} — median of {args.reps} interleaved runs "
+          f"({os.cpu_count()} shared cores)\n")
+    print(render(rows, kinds))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"speed-{args.model}.json"
+    out.write_text(json.dumps({"model": args.model, "beam": args.beam, "reps": args.reps, "cores": os.cpu_count(),
+                               "kinds": kinds, "rows": rows, "command": " ".join(sys.argv)}, indent=1))
+    print(f"\n(results in {out.relative_to(ROOT)})")
+
+
+def render(rows: list[dict], kinds: list[str]) -> str:
+    sayits = [k for k in kinds if k not in ("batched", "whole")]
+    head = ["file", "audio s"]
+    for k in kinds:
+        head += [f"{k} a-s/s"]
+    for k in sayits:
+        if "batched" in kinds:
+            head += [f"{k} vs batched"]
+        if "whole" in kinds:
+            head += [f"{k} vs whole"]
+    head += [f"WER {k} %" for k in kinds]
+    head += [f"median seg {k} s" for k in kinds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        bold = r["file"] == "TOTAL"
+        cells = [f"**{r['file']}**" if bold else r["file"], f"{r['seconds']:.1f}"]
+        cells += [f"{r[k]['speed']:.1f}" for k in kinds]
+        for k in sayits:
+            if "batched" in kinds:
+                cells.append(f"{r[k]['speed'] / r['batched']['speed']:.2f}x")
+            if "whole" in kinds:
+                cells.append(f"{r[k]['speed'] / r['whole']['speed']:.2f}x")
+        cells += [f"{r[k]['wer']:.1f}" for k in kinds]
+        cells += [f"{r[k]['median_segment']:.1f}" for k in kinds]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
