@@ -23,7 +23,9 @@ import psutil
 from . import __version__
 from .config import Settings
 from .engines import load_engine
-from .federation.discovery import PROTOCOL_VERSION, Discovery, NodeAdvert, derive_cluster_id, derive_redis_password
+from .federation.advert import PROTOCOL_VERSION, NodeAdvert
+from .federation.cluster_keys import derive_cluster_id, derive_redis_password
+from .federation.discovery import Discovery
 from .federation.hosted_redis import HostedRedis
 from .jobs.admission import QueuedAudio
 from .jobs.records import JobRecord

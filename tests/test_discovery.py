@@ -362,6 +362,15 @@ def test_external_liveness_source_and_advert_update(lo_ns: Net):
     assert not [e for e in a.peer_events("B") if e["change"] in ("down", "removed")], a.dump()
 
 
+def test_address_answered_by_another_node_is_down(lo_ns: Net):
+    # B's address/port is now served by a node that calls itself Z (/api/health "nodeId").
+    a = lo_ns.node("A", "127.0.0.1", 18001, "--dead-after", "2")
+    lo_ns.node("B", "127.0.0.1", 18002, "--answer-as", "Z")
+    a.wait_for(_saw(a, "B"), 10, "A sees B")
+    down = a.wait_for(_saw(a, "B", "down"), 6, "B reported down: another node answers there")
+    assert "Z" in a.dump() or down["state"] == "down"
+
+
 def test_other_cluster_is_not_listed_other_protocol_is_flagged(lo_ns: Net):
     a = lo_ns.node("A", "127.0.0.1", 18001, "--secret", "alpha")
     b = lo_ns.node("B", "127.0.0.1", 18002, "--secret", "alpha")

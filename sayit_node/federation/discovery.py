@@ -1,60 +1,42 @@
 """Find other SayIt nodes on the LAN over mDNS / DNS-SD, and tell which of them are alive.
 
 Each node advertises one ``_sayit._tcp.local.`` service whose TXT record carries a
-:class:`NodeAdvert` (node id, engine, model, API port, cluster id, ...), and browses for the
-same type. Discovery only *finds* peers; whether a peer is alive is decided here by our own
-checks, never by zeroconf's cache: a node that dies without sending its goodbye (SIGKILL,
-power loss, cable pulled) stays in every browser's cache for ~1125 s. So every
-``check_interval`` seconds each known peer gets ``GET http://{address}:{api_port}/api/health``
-(or is vouched for by an optional external liveness source such as Redis heartbeats); a peer
-with no evidence of life for ``dead_after`` seconds is reported ``"down"``, and after
-``forget_after`` seconds it disappears from :meth:`Discovery.peers` (it comes back by itself
-if it answers again). A clean stop sends mDNS goodbyes, so peers drop it within milliseconds.
+:class:`~.advert.NodeAdvert`, and browses for the same type. Discovery only *finds* peers;
+whether a peer is alive is decided here by our own checks, never by zeroconf's cache: a node
+that dies without sending its goodbye (SIGKILL, power loss, cable pulled) stays in every
+browser's cache for ~1125 s. So every ``check_interval`` seconds each known peer gets
+``GET http://{address}:{api_port}/api/health`` (or is vouched for by an optional external
+liveness source such as Redis heartbeats); a peer with no evidence of life for ``dead_after``
+seconds is reported ``"down"``, and after ``forget_after`` seconds it disappears from
+:meth:`Discovery.peers` (it comes back by itself if it answers again). A clean stop sends mDNS
+goodbyes, so peers drop it within milliseconds.
 
-Where discovery speaks follows the node's bind host:
-
-* ``127.0.0.1`` / ``localhost`` / ``::1``: loopback only (``interfaces=["127.0.0.1"]``); the
-  advertised address is 127.0.0.1, so only nodes on this machine can see it.
-* a specific IPv4 address: only the interface holding that address; that address is advertised.
-* ``0.0.0.0`` / ``::`` / ``""``: every interface (``InterfaceChoice.All``); every
-  non-loopback IPv4 address is advertised.
-
-python-zeroconf always receives on one socket bound to ``0.0.0.0:5353``, whatever
-``interfaces`` says; with a stock instance a "loopback only" node still answers unicast
-queries sent to the machine's LAN address, and multicast queries from the LAN as soon as any
-other program on the machine (avahi, another node) has joined the mDNS group there. For a
-restricted bind host, :class:`Discovery` therefore sets ``IP_MULTICAST_ALL=0`` on that socket
-(Linux) and drops every datagram whose source is not on the bound network (127.0.0.0/8 for
-loopback, the interface's subnet otherwise) before zeroconf sees it.
-
-Cluster separation: ``cluster_id`` is derived from the shared cluster secret with a slow
-keyed KDF; nodes only pair up with nodes advertising the same id. The id does not reveal the
-secret, but anyone on the LAN can read it and advertise it too — it separates clusters, it
-does not authenticate peers. Peers with a different ``protocol`` are listed but flagged
-``compatible=False``.
+Where discovery speaks (interfaces, advertised addresses, accepted sources) is decided in
+:mod:`.mdns_binding`; keys derived from the cluster secret live in :mod:`.cluster_keys`; the
+TXT record's encoding in :mod:`.advert`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import inspect
 import ipaddress
 import logging
 import re
-import socket
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import httpx
-import ifaddr
-from zeroconf import DNSQuestionType, InterfaceChoice, IPVersion, ServiceStateChange, Zeroconf
+from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from .advert import PROTOCOL_VERSION, SERVICE_TYPE, NodeAdvert
+from .cluster_keys import OPEN_CLUSTER_ID, derive_cluster_id, derive_redis_password
+from .mdns_binding import Binding, SourceFilter, local_ipv4_networks, resolve_binding, restrict_sockets
 
 __all__ = [
     "OPEN_CLUSTER_ID",
@@ -69,159 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVICE_TYPE = "_sayit._tcp.local."
-PROTOCOL_VERSION = 1
-OPEN_CLUSTER_ID = "open"
 HEALTH_PATH = "/api/health"
-
-# --- cluster secret -> public id / Redis password ------------------------------------------
-
-# scrypt n=2**14, r=8 costs 16 MiB and ~50 ms per guess: cheap once at start, slow to brute
-# force a weak secret from the id that every node broadcasts on the LAN.
-_SCRYPT_N = 2**14
-_SCRYPT_R = 8
-_SCRYPT_P = 1
-_CLUSTER_ID_SALT = b"sayit/v1/cluster-id"
-_REDIS_PASSWORD_SALT = b"sayit/v1/redis-password"
-
-
-@functools.lru_cache(maxsize=16)
-def _kdf(secret: str, salt: bytes, length: int) -> bytes:
-    return hashlib.scrypt(
-        secret.encode("utf-8"),
-        salt=salt,
-        n=_SCRYPT_N,
-        r=_SCRYPT_R,
-        p=_SCRYPT_P,
-        maxmem=64 * 1024 * 1024,
-        dklen=length,
-    )
-
-
-def derive_cluster_id(secret: str | None) -> str:
-    """Public cluster id for a cluster secret: 16 hex chars, or ``"open"`` without a secret.
-
-    Deliberately slow (scrypt); the result is cached per secret within the process.
-    """
-    if not secret:
-        return OPEN_CLUSTER_ID
-    return _kdf(secret, _CLUSTER_ID_SALT, 8).hex()
-
-
-def derive_redis_password(secret: str | None) -> str | None:
-    """Password for the cluster's Redis (64 hex chars), independent of the cluster id.
-
-    ``None`` without a secret: an open cluster has no shared password.
-    """
-    if not secret:
-        return None
-    return _kdf(secret, _REDIS_PASSWORD_SALT, 32).hex()
-
-
-# --- the advertisement ----------------------------------------------------------------------
-
-_MAX_TXT_VALUE = 100  # bytes; one TXT string (key=value) may not exceed 255
-
-
-def _clip(value: str, limit: int = _MAX_TXT_VALUE) -> str:
-    raw = value.encode("utf-8")
-    if len(raw) <= limit:
-        return value
-    return raw[:limit].decode("utf-8", errors="ignore")
-
-
-def _to_int(value: str | None, default: int | None) -> int | None:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        return default
-
-
-@dataclass(frozen=True, kw_only=True)
-class NodeAdvert:
-    """What a node tells the LAN about itself (the TXT record of its mDNS service)."""
-
-    node_id: str
-    name: str = ""
-    version: str = ""
-    protocol: int = PROTOCOL_VERSION
-    engine: str = ""
-    model: str = ""
-    cores: int = 0
-    api_port: int
-    cluster_id: str = OPEN_CLUSTER_ID
-    hosts_redis: bool = False
-    redis_port: int | None = None
-    # Filled from the service's A records when read from the network; when advertising,
-    # Discovery sets them from its bind host (what is set here is ignored).
-    addresses: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.node_id or len(self.node_id.encode("utf-8")) > 64:
-            raise ValueError("node_id must be 1..64 bytes")
-        if not 0 < self.api_port < 65536:
-            raise ValueError(f"api_port out of range: {self.api_port}")
-        object.__setattr__(self, "addresses", tuple(self.addresses))
-
-    def to_properties(self) -> dict[str, str]:
-        """TXT record: short keys, all values str."""
-        props = {
-            "id": self.node_id,
-            "n": _clip(self.name),
-            "v": _clip(self.version, 40),
-            "p": str(self.protocol),
-            "e": _clip(self.engine, 40),
-            "m": _clip(self.model),
-            "c": str(self.cores),
-            "ap": str(self.api_port),
-            "cl": self.cluster_id,
-            "r": "1" if self.hosts_redis else "0",
-        }
-        if self.redis_port is not None:
-            props["rp"] = str(self.redis_port)
-        return props
-
-    @classmethod
-    def from_properties(
-        cls, props: Mapping[Any, Any], *, addresses: Iterable[str] = (), port: int | None = None
-    ) -> NodeAdvert:
-        """Inverse of :meth:`to_properties`; keys/values may be bytes. ValueError if not SayIt's."""
-        p: dict[str, str | None] = {}
-        for key, value in props.items():
-            k = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-            v = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-            p[k] = None if v is None else str(v)
-        node_id = p.get("id")
-        if not node_id:
-            raise ValueError("not a SayIt advert: no node id in TXT")
-        api_port = _to_int(p.get("ap"), port)
-        if api_port is None:
-            raise ValueError("not a SayIt advert: no API port")
-        return cls(
-            node_id=node_id,
-            name=p.get("n") or "",
-            version=p.get("v") or "",
-            protocol=_to_int(p.get("p"), 0) or 0,  # unparseable -> flagged incompatible
-            engine=p.get("e") or "",
-            model=p.get("m") or "",
-            cores=_to_int(p.get("c"), 0) or 0,
-            api_port=api_port,
-            cluster_id=p.get("cl") or OPEN_CLUSTER_ID,
-            hosts_redis=p.get("r") == "1",
-            redis_port=_to_int(p.get("rp"), None),
-            addresses=tuple(addresses),
-        )
-
-    @classmethod
-    def from_service_info(cls, info: AsyncServiceInfo) -> NodeAdvert:
-        """Read an advert from a resolved zeroconf ServiceInfo (IPv4 addresses only)."""
-        return cls.from_properties(
-            info.properties or {},
-            addresses=info.parsed_addresses(IPVersion.V4Only),
-            port=info.port,
-        )
 
 
 # --- peers ----------------------------------------------------------------------------------
@@ -239,7 +69,6 @@ class PeerRecord:
     state: PeerState
     compatible: bool  # speaks the same protocol version as this node
     last_seen: float  # time.monotonic() of the last evidence of life
-    first_seen: float  # time.monotonic() when first discovered
     service_name: str
     last_error: str | None = None
 
@@ -248,39 +77,12 @@ class PeerRecord:
         return self.advert.node_id
 
     @property
-    def alive(self) -> bool:
-        return self.state == "up"
-
-    @property
     def base_url(self) -> str | None:
         """``http://address:api_port`` (IPv6 bracketed), or None without an address."""
         if not self.address:
             return None
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"http://{host}:{self.advert.api_port}"
-
-    def as_dict(self, now: float | None = None) -> dict[str, Any]:
-        """JSON-friendly view (for /api/nodes, `sayit-node peers`)."""
-        now = time.monotonic() if now is None else now
-        a = self.advert
-        return {
-            "node_id": a.node_id,
-            "name": a.name,
-            "version": a.version,
-            "protocol": a.protocol,
-            "compatible": self.compatible,
-            "engine": a.engine,
-            "model": a.model,
-            "cores": a.cores,
-            "address": self.address,
-            "api_port": a.api_port,
-            "url": self.base_url,
-            "hosts_redis": a.hosts_redis,
-            "redis_port": a.redis_port,
-            "state": self.state,
-            "seen_seconds_ago": round(max(0.0, now - self.last_seen), 3),
-            "last_error": self.last_error,
-        }
 
 
 @dataclass
@@ -294,7 +96,6 @@ class _Tracked:
     state: PeerState = "up"
     visible: bool = True  # False once forgotten; still probed (slowly) until zeroconf drops it
     last_seen: float = 0.0
-    first_seen: float = 0.0
     last_error: str | None = None
     next_probe: float = 0.0
     compatible: bool = True
@@ -312,117 +113,10 @@ class _Tracked:
             state=self.state,
             compatible=self.compatible,
             last_seen=self.last_seen,
-            first_seen=self.first_seen,
             service_name=self.service_name,
             last_error=self.last_error,
         )
 
-
-# --- where to speak -------------------------------------------------------------------------
-
-_ANY_HOSTS = {"", "0.0.0.0", "::", "*"}
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-
-@dataclass(frozen=True)
-class _Binding:
-    interfaces: list[str] | InterfaceChoice
-    addresses: tuple[str, ...]  # advertised A records
-    allowed: tuple[ipaddress.IPv4Network, ...] | None  # accepted sources; None = all
-    loopback: bool
-
-
-def _local_ipv4_networks() -> list[ipaddress.IPv4Interface]:
-    out = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if ip.is_IPv4:
-                out.append(ipaddress.IPv4Interface(f"{ip.ip}/{ip.network_prefix}"))
-    return out
-
-
-def _resolve_binding(bind_host: str) -> _Binding:
-    host = (bind_host or "").strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host in _ANY_HOSTS:
-        nets = _local_ipv4_networks()
-        addrs = [str(n.ip) for n in nets if not n.ip.is_loopback]
-        return _Binding(
-            interfaces=InterfaceChoice.All,
-            addresses=tuple(dict.fromkeys(addrs)) or ("127.0.0.1",),
-            allowed=None,
-            loopback=False,
-        )
-    if host.lower() in _LOOPBACK_NAMES:
-        host = "127.0.0.1"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        # a host name: use the IPv4 address it resolves to
-        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
-        if not infos:
-            raise ValueError(f"cannot resolve bind host {bind_host!r}") from None
-        ip = ipaddress.ip_address(infos[0][4][0])
-    if ip.is_loopback:
-        # python-zeroconf cannot do mDNS on ::1; loopback discovery is IPv4 127.0.0.1.
-        return _Binding(
-            interfaces=["127.0.0.1"],
-            addresses=("127.0.0.1",),
-            allowed=(ipaddress.IPv4Network("127.0.0.0/8"),),
-            loopback=True,
-        )
-    if ip.version != 4:
-        raise ValueError(
-            f"discovery needs an IPv4 bind host (or 0.0.0.0 / 127.0.0.1), got {bind_host!r}"
-        )
-    for net in _local_ipv4_networks():
-        if net.ip == ip:
-            return _Binding(
-                interfaces=[str(ip)],
-                addresses=(str(ip),),
-                allowed=(net.network,),
-                loopback=False,
-            )
-    raise ValueError(f"bind host {bind_host!r} is not an address of this machine")
-
-
-# Linux: a socket bound to INADDR_ANY otherwise receives every multicast group that *any*
-# socket on the machine joined, on any interface.
-_IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)
-
-
-class _SourceFilter(asyncio.DatagramProtocol):
-    """Sits in front of a zeroconf listener and drops datagrams from outside `allowed`."""
-
-    def __init__(self, inner: asyncio.DatagramProtocol, allowed: tuple[ipaddress.IPv4Network, ...]):
-        self.inner = inner
-        self.allowed = allowed
-        self.dropped = 0
-
-    def _ok(self, addr: Any) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr[0])
-        except (ValueError, TypeError, IndexError):
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.allowed)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self._ok(addr):
-            self.inner.datagram_received(data, addr)
-        else:
-            self.dropped += 1
-
-    def error_received(self, exc: Exception) -> None:
-        self.inner.error_received(exc)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # pragma: no cover
-        self.inner.connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.inner.connection_lost(exc)
 
 
 def _instance_label(node_id: str) -> str:
@@ -466,7 +160,6 @@ class Discovery:
         check_timeout: float = 1.0,
         dead_after: float = 6.0,
         forget_after: float = 60.0,
-        health_path: str = HEALTH_PATH,
     ) -> None:
         if forget_after < dead_after:
             raise ValueError("forget_after must be >= dead_after")
@@ -478,9 +171,8 @@ class Discovery:
         self.check_timeout = check_timeout
         self.dead_after = dead_after
         self.forget_after = forget_after
-        self.health_path = health_path
 
-        self._binding: _Binding | None = None
+        self._binding: Binding | None = None
         self._aiozc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
         self._info: AsyncServiceInfo | None = None
@@ -490,7 +182,7 @@ class Discovery:
         self._unresolved: set[str] = set()
         self._tracked: dict[str, _Tracked] = {}
         self._liveness_task: asyncio.Task[None] | None = None
-        self._filters: list[_SourceFilter] = []
+        self._filters: list[SourceFilter] = []
         self._started = False
 
     # -- public -------------------------------------------------------------------------------
@@ -510,10 +202,6 @@ class Discovery:
     def zeroconf(self) -> AsyncZeroconf | None:
         """The underlying AsyncZeroconf while running (for diagnostics)."""
         return self._aiozc
-
-    @property
-    def running(self) -> bool:
-        return self._started
 
     def peers(self, include_down: bool = True) -> dict[str, PeerRecord]:
         """Known peers of this cluster by node id (forgotten ones excluded)."""
@@ -535,7 +223,7 @@ class Discovery:
         """
         if self._started:
             return
-        binding = _resolve_binding(self.bind_host)
+        binding = resolve_binding(self.bind_host)
         self._binding = binding
         try:
             aiozc = AsyncZeroconf(interfaces=binding.interfaces, ip_version=IPVersion.V4Only)
@@ -547,7 +235,7 @@ class Discovery:
             if not aiozc.zeroconf.engine.senders:
                 raise OSError(f"mDNS: no usable interface for bind host {self.bind_host!r}")
             if binding.allowed is not None:
-                self._restrict_sockets(aiozc.zeroconf, binding.allowed)
+                self._filters = restrict_sockets(aiozc.zeroconf, binding.allowed)
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.check_timeout),
                 trust_env=False,  # never send LAN health checks through an HTTP proxy
@@ -631,32 +319,7 @@ class Discovery:
             parsed_addresses=list(self._binding.addresses),
         )
 
-    async def __aenter__(self) -> Discovery:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     # -- zeroconf plumbing --------------------------------------------------------------------
-
-    def _restrict_sockets(self, zc: Zeroconf, allowed: tuple[ipaddress.IPv4Network, ...]) -> None:
-        """Keep a restricted node from hearing (and so answering) anything off its network."""
-        for reader in list(zc.engine.readers):
-            transport = reader.transport
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sys.platform.startswith("linux"):
-                try:
-                    if sock.getsockname()[0] in ("0.0.0.0", "::"):
-                        sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
-                except OSError as exc:  # pragma: no cover - old kernels
-                    log.debug("discovery: IP_MULTICAST_ALL not set: %s", exc)
-            inner = transport.get_protocol()
-            if isinstance(inner, _SourceFilter):
-                continue
-            filt = _SourceFilter(inner, allowed)  # type: ignore[arg-type]
-            transport.set_protocol(filt)
-            self._filters.append(filt)
 
     def _on_service_state_change(
         self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
@@ -720,7 +383,6 @@ class Discovery:
                 advert=advert,
                 addresses=addresses,
                 last_seen=now,  # an mDNS answer is itself fresh evidence of life
-                first_seen=now,
                 next_probe=now,
                 compatible=advert.protocol == own.protocol,
             )
@@ -756,7 +418,7 @@ class Discovery:
         binding = self._binding
         if binding is None or not addrs:
             return addrs
-        local_nets = [n.network for n in _local_ipv4_networks() if not n.ip.is_loopback]
+        local_nets = [n.network for n in local_ipv4_networks() if not n.ip.is_loopback]
 
         def rank(a: str) -> tuple[int, int]:
             try:
@@ -830,7 +492,7 @@ class Discovery:
         if url is None or self._http is None:
             return False, "no address"
         try:
-            resp = await self._http.get(url + self.health_path)
+            resp = await self._http.get(url + HEALTH_PATH)
         except httpx.HTTPError as exc:
             if len(t.addresses) > 1:
                 t.addr_index += 1  # try the peer's next address next round
@@ -840,8 +502,9 @@ class Discovery:
         # A different node now answering on that address/port is not our peer.
         with contextlib.suppress(ValueError):
             body = resp.json()
-            if isinstance(body, dict) and body.get("node_id") not in (None, t.advert.node_id):
-                return False, f"answered by node {body.get('node_id')!r}"
+            # /api/health names the node as "nodeId" (see sayit_node.client.Health)
+            if isinstance(body, dict) and body.get("nodeId") not in (None, t.advert.node_id):
+                return False, f"answered by node {body.get('nodeId')!r}"
         return True, None
 
     def _apply(self, t: _Tracked, ok: bool, err: str | None, now: float) -> None:

@@ -32,7 +32,7 @@ def emit(**fields) -> None:
 
 
 async def health_server(host: str, port: int, node_id: str) -> asyncio.AbstractServer:
-    body = json.dumps({"status": "ok", "node_id": node_id}).encode()
+    body = json.dumps({"status": "ok", "nodeId": node_id}).encode()  # as /api/health
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -64,13 +64,14 @@ async def main() -> int:
     ap.add_argument("--dead-after", type=float, default=6.0)
     ap.add_argument("--forget-after", type=float, default=60.0)
     ap.add_argument("--no-health", action="store_true", help="do not serve /api/health")
+    ap.add_argument("--answer-as", default=None, help="/api/health names this node id instead")
     ap.add_argument("--trust", action="append", default=[],
                     help="node id the external liveness source reports alive (repeatable)")
     args = ap.parse_args()
 
     server = None
     if not args.no_health:
-        server = await health_server(args.bind, args.api_port, args.node_id)
+        server = await health_server(args.bind, args.api_port, args.answer_as or args.node_id)
 
     fields = dict(
         node_id=args.node_id,
