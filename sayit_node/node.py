@@ -24,7 +24,7 @@ from . import __version__
 from .config import Settings
 from .engines import load_engine
 from .federation.advert import PROTOCOL_VERSION, NodeAdvert
-from .federation.cluster_keys import derive_cluster_id, derive_redis_password
+from .federation.cluster_keys import ClusterKeys
 from .federation.discovery import Discovery
 from .federation.hosted_redis import HostedRedis
 from .jobs.admission import QueuedAudio
@@ -78,6 +78,7 @@ class Node:
         self.registry = None
         self.discovery: Discovery | None = None
         self.hosted_redis: HostedRedis | None = None
+        self.keys = ClusterKeys.derive(None)
 
     @property
     def mode(self) -> str:
@@ -134,7 +135,7 @@ class Node:
         return NodeAdvert(
             node_id=self.node_id, name=self.name, version=__version__, engine=self.engine.name,
             model=self.engine.model_name, cores=os.cpu_count() or 1, api_port=s.port or 1,
-            cluster_id=derive_cluster_id(s.cluster_secret), hosts_redis=self.hosted_redis is not None,
+            hosts_redis=self.hosted_redis is not None,
             redis_port=self.hosted_redis.port if self.hosted_redis else None,
         )
 
@@ -142,15 +143,17 @@ class Node:
         """Standalone SQLite, or the cluster's Redis (configured, hosted here, or discovered)."""
         s = self.settings
         url = s.effective_redis_url
+        self.keys = ClusterKeys.derive(s.cluster_secret)
         if s.host_redis:
             self.hosted_redis = HostedRedis(
                 executable=s.redis_server_path, bind_host=s.host, port=s.hosted_redis_port,
-                password=derive_redis_password(s.cluster_secret), data_dir=s.data_dir / "redis",
+                password=self.keys.redis_password, data_dir=s.data_dir / "redis",
             )
             await self.hosted_redis.start()
             url = self.hosted_redis.url
         if s.discovery:
-            self.discovery = Discovery(self._advert(), bind_host=s.host, liveness_source=self._live_ids)
+            self.discovery = Discovery(self._advert(), bind_host=s.host, keys=self.keys,
+                                       liveness_source=self._live_ids)
             try:
                 await self.discovery.start()
             except Exception as exc:  # no multicast here: run without discovery
@@ -187,9 +190,12 @@ class Node:
     async def _find_cluster_redis(self) -> str | None:
         """A peer of our cluster that hosts Redis, found over mDNS within JOIN_WAIT seconds."""
         deadline = time.monotonic() + JOIN_WAIT
-        password = derive_redis_password(self.settings.cluster_secret)
+        password = self.keys.redis_password
         while time.monotonic() < deadline:
             for peer in self.discovery.peers(include_down=False).values():
+                # An open cluster's adverts are unsigned: only a Redis on this machine is joined.
+                if self.keys.open and not (peer.address or "").startswith("127."):
+                    continue
                 if peer.compatible and peer.advert.hosts_redis and peer.advert.redis_port and peer.address:
                     auth = f":{password}@" if password else ""
                     log.info("joining the cluster Redis hosted by %s at %s", peer.advert.name, peer.address)
@@ -379,6 +385,7 @@ class Node:
 
         s = self.settings
         store_info = await self.store.diagnose()
+        rejected = self.discovery.rejected() if self.discovery is not None else []
         vm = psutil.virtual_memory()
         disk = shutil.disk_usage(s.data_dir)
         return {
@@ -411,5 +418,8 @@ class Node:
             },
             "mode": self.mode,
             "store": store_info,
-            "warnings": list(store_info.get("warnings", [])),
+            "warnings": list(store_info.get("warnings", [])) + [r.message for r in rejected],
+            "discovery": None if self.discovery is None else {
+                "signed": not self.keys.open, "rejectedAdverts": [r.as_dict() for r in rejected],
+            },
         }

@@ -23,19 +23,14 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from sayit_node.federation.discovery import (
-    OPEN_CLUSTER_ID,
-    PROTOCOL_VERSION,
-    SERVICE_TYPE,
-    NodeAdvert,
-    derive_cluster_id,
-    derive_redis_password,
-)
+from sayit_node.federation.advert import PROTOCOL_VERSION, AdvertRejected, NodeAdvert
+from sayit_node.federation.cluster_keys import ClusterKeys, derive_redis_password
 
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).resolve().parent / "netns_helpers"
@@ -262,37 +257,90 @@ def _start_entry(*ready: dict) -> float:
 # --- pure functions (no network) ------------------------------------------------------------
 
 
-def test_cluster_id_and_redis_password():
-    assert derive_cluster_id(None) == OPEN_CLUSTER_ID == derive_cluster_id("")
-    cid = derive_cluster_id("correct horse")
-    assert re.fullmatch(r"[0-9a-f]{16}", cid)
-    assert cid == derive_cluster_id("correct horse") != derive_cluster_id("correct horsE")
-    pw = derive_redis_password("correct horse")
-    assert pw is not None and re.fullmatch(r"[0-9a-f]{64}", pw)
-    assert cid not in pw and "horse" not in cid + pw
-    assert derive_redis_password(None) is None
+def test_cluster_keys_are_separate_per_purpose():
+    open_keys = ClusterKeys.derive(None)
+    assert open_keys.open and open_keys.redis_password is None and ClusterKeys.derive("").open
+    keys = ClusterKeys.derive(SECRET)
+    assert not keys.open and keys.advert_key is not None
+    assert re.fullmatch(r"[0-9a-f]{64}", keys.redis_password)
+    assert keys.advert_key.hex() != keys.redis_password  # one key tells nothing of the other
+    assert keys == ClusterKeys.derive(SECRET) != ClusterKeys.derive(SECRET + "x")
+    assert derive_redis_password(SECRET) == keys.redis_password
+    assert "advert_key" not in repr(keys) and keys.redis_password not in repr(keys)
 
 
-def test_advert_txt_round_trip():
-    from zeroconf.asyncio import AsyncServiceInfo
+SECRET = "violin-ranger-crisply-outdoors-geology-unpaved-sixtieth"
+ADVERT = NodeAdvert(node_id="n-1", name="Küche PC", version="0.1.0", engine="mlx", model="base",
+                    cores=8, api_port=3000, hosts_redis=True, redis_port=6390,
+                    cert_fingerprint="ab" * 32, addresses=("192.168.1.5",))
 
-    advert = NodeAdvert(node_id="n-1", name="Küche PC", version="0.1.0", engine="mlx",
-                        model="base", cores=8, api_port=3000, cluster_id="abc",
-                        hosts_redis=True, redis_port=6390)
-    props = advert.to_properties()
+
+def test_advert_sign_and_verify_round_trip():
+    keys = ClusterKeys.derive(SECRET)
+    props = ADVERT.to_properties(keys, now=1_000_000)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in props.items())
-    assert max(len(k) for k in props) <= 2
-    info = AsyncServiceInfo(SERVICE_TYPE, f"sayit-n-1.{SERVICE_TYPE}", port=3000,
-                            properties=props, server="sayit-n-1.local.",
-                            parsed_addresses=["192.168.1.5"])
-    back = NodeAdvert.from_service_info(info)
-    assert back == NodeAdvert(**{**advert.__dict__, "addresses": ("192.168.1.5",)})
+    assert max(len(k) for k in props) <= 2 and all(len(k) + len(v) < 255 for k, v in props.items())
+    assert SECRET not in "".join(props.values()) and keys.redis_password not in "".join(props.values())
+    wire = {k.encode(): v.encode() for k, v in props.items()}  # as zeroconf hands them over
+    back = NodeAdvert.from_properties(wire, keys, now=1_000_030)
+    assert back == replace(ADVERT, signed_at=1_000_000) and back.same_content(ADVERT)
     assert back.protocol == PROTOCOL_VERSION
     no_redis = NodeAdvert(node_id="x", api_port=1)
-    assert "rp" not in no_redis.to_properties()
-    assert NodeAdvert.from_properties(no_redis.to_properties()).redis_port is None
-    with pytest.raises(ValueError):
-        NodeAdvert.from_properties({b"foo": b"bar"})
+    assert "rp" not in no_redis.to_properties(keys)
+    assert NodeAdvert.from_properties(no_redis.to_properties(keys), keys).redis_port is None
+    with pytest.raises(AdvertRejected) as exc:
+        NodeAdvert.from_properties({b"foo": b"bar"}, keys)
+    assert exc.value.kind == "malformed"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("a", "10.9.9.9"),            # the impostor's address instead of the node's
+    ("ap", "3001"), ("rp", "6391"), ("r", "0"), ("fp", "cd" * 32), ("id", "n-2"),
+    ("n", "Kitchen"), ("p", "3"), ("t", "1000001"), ("k", "open"), ("s", "A" * 43),
+])
+def test_advert_tampering_any_field_is_rejected(field, value):
+    keys = ClusterKeys.derive(SECRET)
+    props = ADVERT.to_properties(keys, now=1_000_000)
+    assert props[field] != value
+    props[field] = value
+    with pytest.raises(AdvertRejected) as exc:
+        NodeAdvert.from_properties(props, keys, now=1_000_000)
+    assert exc.value.kind == "foreign"
+
+
+def test_advert_extra_or_missing_field_is_rejected():
+    keys = ClusterKeys.derive(SECRET)
+    props = ADVERT.to_properties(keys, now=1_000_000)
+    for changed in ({**props, "x": "1"}, {k: v for k, v in props.items() if k != "fp"}):
+        with pytest.raises(AdvertRejected):
+            NodeAdvert.from_properties(changed, keys, now=1_000_000)
+
+
+def test_advert_freshness_and_replay():
+    keys = ClusterKeys.derive(SECRET)
+    old = ADVERT.to_properties(keys, now=1_000_000)
+    assert NodeAdvert.from_properties(old, keys, now=1_000_000 + 299).signed_at == 1_000_000
+    assert NodeAdvert.from_properties(old, keys, now=1_000_000 - 299).signed_at == 1_000_000  # clock skew
+    for now in (1_000_000 + 301, 1_000_000 - 301):
+        with pytest.raises(AdvertRejected) as exc:
+            NodeAdvert.from_properties(old, keys, now=now)
+        assert exc.value.kind == "stale"
+    # replayed: older than one already accepted from the same node (both within the window)
+    with pytest.raises(AdvertRejected) as exc:
+        NodeAdvert.from_properties(old, keys, now=1_000_100, newest=1_000_060)
+    assert exc.value.kind == "stale" and "replayed" in str(exc.value)
+    assert NodeAdvert.from_properties(old, keys, now=1_000_100, newest=1_000_000).signed_at == 1_000_000
+
+
+def test_other_cluster_and_open_adverts_are_foreign():
+    mine, theirs, open_keys = ClusterKeys.derive(SECRET), ClusterKeys.derive(SECRET + "-b"), ClusterKeys.derive(None)
+    for signer, reader in ((theirs, mine), (open_keys, mine), (mine, open_keys)):
+        with pytest.raises(AdvertRejected) as exc:
+            NodeAdvert.from_properties(ADVERT.to_properties(signer), reader)
+        assert exc.value.kind == "foreign" and exc.value.node_id == "n-1"
+    open_props = ADVERT.to_properties(open_keys)
+    assert "s" not in open_props and "t" not in open_props
+    assert NodeAdvert.from_properties(open_props, open_keys).same_content(ADVERT)
 
 
 # --- real processes in private namespaces ---------------------------------------------------
@@ -371,21 +419,42 @@ def test_address_answered_by_another_node_is_down(lo_ns: Net):
     assert "Z" in a.dump() or down["state"] == "down"
 
 
-def test_other_cluster_is_not_listed_other_protocol_is_flagged(lo_ns: Net):
-    a = lo_ns.node("A", "127.0.0.1", 18001, "--secret", "alpha")
-    b = lo_ns.node("B", "127.0.0.1", 18002, "--secret", "alpha")
-    c = lo_ns.node("C", "127.0.0.1", 18003, "--secret", "bravo")
-    d = lo_ns.node("D", "127.0.0.1", 18004, "--secret", "alpha", "--protocol",
+def test_other_cluster_is_not_listed_but_reported_other_protocol_is_flagged(lo_ns: Net):
+    a = lo_ns.node("A", "127.0.0.1", 18001, "--secret", SECRET)
+    b = lo_ns.node("B", "127.0.0.1", 18002, "--secret", SECRET)
+    c = lo_ns.node("C", "127.0.0.1", 18003, "--secret", SECRET + "-other")
+    d = lo_ns.node("D", "127.0.0.1", 18004, "--secret", SECRET, "--protocol",
                    str(PROTOCOL_VERSION + 1))
     a.wait_for(_saw(a, "B", compatible=True), 10, "A sees B")
     a.wait_for(_saw(a, "D", compatible=False), 10, "A sees D flagged incompatible")
     d.wait_for(_saw(d, "A", compatible=False), 10, "D sees A flagged incompatible")
-    ready = {p.label[0]: p.wait_for(_ready, 5) for p in (a, b, c, d)}
+    told = a.wait_for(lambda e: e.get("event") == "rejected" and e.get("peer") == "C", 10,
+                      "A reports C as another cluster")
+    assert told["kind"] == "foreign" and "another SayIt cluster at 127.0.0.1" in told["message"]
+    assert "check the secret" in told["message"]
+    c.wait_for(lambda e: e.get("event") == "rejected" and e.get("peer") == "A", 10, "C reports A")
     time.sleep(1.5)
-    assert ready["A"]["cluster_id"] == ready["B"]["cluster_id"] != ready["C"]["cluster_id"]
-    assert "alpha" not in ready["A"]["cluster_id"]
     assert not a.peer_events("C") and not b.peer_events("C"), a.dump() + b.dump()
     assert not c.peer_events(), c.dump()
+    a.signal(signal.SIGTERM)
+    a.popen.wait(5)
+    a.stderr.seek(0)
+    log = a.stderr.read()
+    assert log.count("another SayIt cluster at") == 1, log  # logged once, not per resolve
+
+
+def test_advert_is_resigned_and_stays_fresh(lo_ns: Net):
+    a = lo_ns.node("A", "127.0.0.1", 18001, "--secret", SECRET, "--resign", "1")
+    b = lo_ns.node("B", "127.0.0.1", 18002, "--secret", SECRET)
+    first = b.wait_for(_saw(b, "A"), 10, "B sees A")
+    time.sleep(3.5)
+    # re-signed adverts are not news: no "updated" events, but B keeps the newest signature
+    assert [e["change"] for e in b.peer_events("A")] == ["added"], b.dump()
+    assert first["signed_at"] > 0
+    assert not [e for e in b.events if e.get("event") == "rejected"], b.dump()
+    a.signal(signal.SIGUSR1)  # a real change is news
+    upd = b.wait_for(_saw(b, "A", "updated", hosts_redis=True), 5, "B sees A's change")
+    assert upd["signed_at"] > first["signed_at"]
 
 
 def test_nodes_in_two_namespaces_over_a_bridge(lan: dict[str, Net]):

@@ -34,4 +34,7 @@ def test_discovery_autojoin_and_peer_timing(tmp_path):
     assert out["new_peer_seen_after"] is not None and out["new_peer_seen_after"] < 5
     assert out["dead_peer_gone_after"] is not None and out["dead_peer_gone_after"] < 10
     assert out["stranger_mode"] == "standalone" and out["host_lists_stranger"] is False
+    assert out["stranger_warns"] and "check the secret" in out["stranger_warns"][0]
+    assert out["host_warns"] and "127.0.0.1" in out["host_warns"][0]
+    assert [r["kind"] for r in out["host_rejected"]] == ["foreign"]
     assert out["job_on_host"] == "completed"

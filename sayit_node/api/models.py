@@ -212,6 +212,8 @@ class Diagnose(Camel):
     mode: str
     store: dict[str, Any]
     warnings: list[str]
+    # mDNS: whether adverts are signed, and adverts ignored (another cluster, forged, stale)
+    discovery: dict[str, Any] | None = None
 
 
 class Stopping(Camel):

@@ -11,6 +11,10 @@ seconds is reported ``"down"``, and after ``forget_after`` seconds it disappears
 :meth:`Discovery.peers` (it comes back by itself if it answers again). A clean stop sends mDNS
 goodbyes, so peers drop it within milliseconds.
 
+Only adverts signed with this cluster's key (and fresh) are acted on. One that fails is
+ignored and logged once per sender -- never fatal; :meth:`Discovery.rejected` lists them, so
+the node can say "another SayIt cluster at X -- check the secret".
+
 Where discovery speaks (interfaces, advertised addresses, accepted sources) is decided in
 :mod:`.mdns_binding`; keys derived from the cluster secret live in :mod:`.cluster_keys`; the
 TXT record's encoding in :mod:`.advert`.
@@ -34,24 +38,16 @@ import httpx
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from .advert import PROTOCOL_VERSION, SERVICE_TYPE, NodeAdvert
-from .cluster_keys import OPEN_CLUSTER_ID, derive_cluster_id, derive_redis_password
+from .advert import PROTOCOL_VERSION, RESIGN_SECONDS, SERVICE_TYPE, AdvertRejected, NodeAdvert
+from .cluster_keys import ClusterKeys
 from .mdns_binding import Binding, SourceFilter, local_ipv4_networks, resolve_binding, restrict_sockets
 
-__all__ = [
-    "OPEN_CLUSTER_ID",
-    "PROTOCOL_VERSION",
-    "SERVICE_TYPE",
-    "Discovery",
-    "NodeAdvert",
-    "PeerRecord",
-    "derive_cluster_id",
-    "derive_redis_password",
-]
+__all__ = ["PROTOCOL_VERSION", "SERVICE_TYPE", "Discovery", "NodeAdvert", "PeerRecord", "Rejected"]
 
 log = logging.getLogger(__name__)
 
 HEALTH_PATH = "/api/health"
+_MAX_REJECTED = 64
 
 
 # --- peers ----------------------------------------------------------------------------------
@@ -83,6 +79,33 @@ class PeerRecord:
             return None
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"http://{host}:{self.advert.api_port}"
+
+
+@dataclass
+class Rejected:
+    """An advert this node ignored (logged once per sender)."""
+
+    node_id: str | None
+    service_name: str
+    address: str | None  # from the service's A record: where the packet claims to be
+    kind: str  # "foreign" | "stale" | "malformed"
+    reason: str
+    first_seen: float  # time.time()
+    last_seen: float
+    count: int = 1
+
+    @property
+    def message(self) -> str:
+        where = self.address or "an unknown address"
+        who = f"node {self.node_id!r}" if self.node_id else self.service_name
+        if self.kind == "foreign":
+            return (f"another SayIt cluster at {where} ({who}: {self.reason}) -- check the secret "
+                    "(SAYIT_CLUSTER_SECRET) if it should be in this cluster")
+        return f"ignored an advert from {who} at {where}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"nodeId": self.node_id, "address": self.address, "kind": self.kind, "reason": self.reason,
+                "count": self.count, "message": self.message}
 
 
 @dataclass
@@ -155,6 +178,8 @@ class Discovery:
         bind_host: str,
         on_change: OnChange | None = None,
         *,
+        keys: ClusterKeys | None = None,
+        resign_interval: float = RESIGN_SECONDS,
         liveness_source: LivenessSource | None = None,
         check_interval: float = 1.0,
         check_timeout: float = 1.0,
@@ -164,6 +189,8 @@ class Discovery:
         if forget_after < dead_after:
             raise ValueError("forget_after must be >= dead_after")
         self._advert_in = advert
+        self.keys = keys if keys is not None else ClusterKeys.derive(None)
+        self.resign_interval = resign_interval
         self.bind_host = bind_host
         self.on_change = on_change
         self.liveness_source = liveness_source
@@ -182,6 +209,9 @@ class Discovery:
         self._unresolved: set[str] = set()
         self._tracked: dict[str, _Tracked] = {}
         self._liveness_task: asyncio.Task[None] | None = None
+        self._resign_task: asyncio.Task[None] | None = None
+        self._newest: dict[str, int] = {}  # node id -> latest signed_at accepted
+        self._rejected: dict[tuple[str, str], Rejected] = {}
         self._filters: list[SourceFilter] = []
         self._started = False
 
@@ -202,6 +232,10 @@ class Discovery:
     def zeroconf(self) -> AsyncZeroconf | None:
         """The underlying AsyncZeroconf while running (for diagnostics)."""
         return self._aiozc
+
+    def rejected(self) -> list[Rejected]:
+        """Adverts ignored since start, one entry per sender (node id or service, address)."""
+        return list(self._rejected.values())
 
     def peers(self, include_down: bool = True) -> dict[str, PeerRecord]:
         """Known peers of this cluster by node id (forgotten ones excluded)."""
@@ -257,10 +291,13 @@ class Discovery:
             self._liveness_task = asyncio.create_task(
                 self._liveness_loop(), name="sayit-discovery-liveness"
             )
+            if not self.keys.open:
+                self._resign_task = asyncio.create_task(self._resign_loop(), name="sayit-discovery-resign")
             self._started = True
             log.info(
-                "discovery: advertising %s as %s on %s (cluster %s)",
-                advert.node_id, self._info.name, ",".join(binding.addresses), advert.cluster_id,
+                "discovery: advertising %s as %s on %s (%s)",
+                advert.node_id, self._info.name, ",".join(binding.addresses),
+                "open cluster, unsigned" if self.keys.open else "signed with the cluster key",
             )
         except BaseException:
             await self._close()
@@ -271,11 +308,12 @@ class Discovery:
         if self._aiozc is None:
             return
         self._started = False
-        if self._liveness_task is not None:
-            self._liveness_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._liveness_task
-            self._liveness_task = None
+        for task in (self._liveness_task, self._resign_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._liveness_task = self._resign_task = None
         if self._browser is not None:
             with contextlib.suppress(Exception):
                 await self._browser.async_cancel()
@@ -291,8 +329,8 @@ class Discovery:
     async def update_advert(self, **changes: Any) -> NodeAdvert:
         """Change advertised fields (e.g. ``hosts_redis=True, redis_port=6379``) and re-announce.
 
-        Peers get an "updated" event within ~a second. ``node_id`` and ``cluster_id`` should
-        not change while running (stop and start a new Discovery instead).
+        Peers get an "updated" event within ~a second. ``node_id`` should not change while
+        running (stop and start a new Discovery instead). Called without changes, it re-signs.
         """
         new = replace(self._advert_in, **changes)
         if self._info is not None and self._aiozc is not None:
@@ -314,10 +352,21 @@ class Discovery:
             SERVICE_TYPE,
             name,
             port=advert.api_port,
-            properties=advert.to_properties(),
+            properties=advert.to_properties(self.keys),
             server=server,
             parsed_addresses=list(self._binding.addresses),
         )
+
+    async def _resign_loop(self) -> None:
+        """A signature is accepted for MAX_SKEW_SECONDS: re-sign well before that."""
+        while True:
+            await asyncio.sleep(self.resign_interval)
+            try:
+                await self.update_advert()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("discovery: re-signing the advert failed: %s", exc)
 
     # -- zeroconf plumbing --------------------------------------------------------------------
 
@@ -358,21 +407,47 @@ class Discovery:
             self._unresolved.add(name)  # retried by the liveness loop
             return
         self._unresolved.discard(name)
+        props = info.properties or {}
+        raw_id = props.get(b"id")
+        claimed = raw_id.decode("utf-8", "replace") if isinstance(raw_id, bytes) else None
+        if claimed == self._advert_in.node_id:
+            return  # our own advert (or a copy of it)
         try:
-            advert = NodeAdvert.from_service_info(info)
-        except ValueError as exc:
-            log.debug("discovery: ignoring %s: %s", name, exc)
+            advert = NodeAdvert.from_properties(props, self.keys, newest=self._newest.get(claimed or "", 0))
+        except AdvertRejected as exc:
+            self._reject(name, info, exc)
+            if name in self._tracked:  # a service we trusted now says something else
+                self._forget_service(name)
             return
+        if not self.keys.open:
+            self._newest[advert.node_id] = max(self._newest.get(advert.node_id, 0), advert.signed_at)
         self._upsert(name, advert)
+
+    def _reject(self, name: str, info: AsyncServiceInfo, exc: AdvertRejected) -> None:
+        addresses = info.parsed_addresses(IPVersion.V4Only)
+        address = addresses[0] if addresses else None
+        key = (exc.node_id or name, address or "")
+        now = time.time()
+        entry = self._rejected.get(key)
+        if entry is not None:
+            entry.count += 1
+            entry.last_seen = now
+            return
+        if len(self._rejected) >= _MAX_REJECTED:  # a flood of forged adverts: stop logging
+            if len(self._rejected) == _MAX_REJECTED:
+                log.warning("discovery: more than %d senders of bad adverts; not logging more", _MAX_REJECTED)
+                self._rejected[("", "")] = Rejected(node_id=None, service_name="(more)", address=None,
+                                                    kind="malformed", reason="too many senders",
+                                                    first_seen=now, last_seen=now)
+            return
+        entry = Rejected(node_id=exc.node_id, service_name=name, address=address, kind=exc.kind,
+                         reason=str(exc), first_seen=now, last_seen=now)
+        self._rejected[key] = entry
+        log.warning("discovery: %s", entry.message)
 
     def _upsert(self, name: str, advert: NodeAdvert) -> None:
         own = self._advert_in
         if advert.node_id == own.node_id:
-            return
-        if advert.cluster_id != own.cluster_id:
-            if name in self._tracked:  # its cluster changed under the same name
-                self._forget_service(name)
-            log.debug("discovery: %s is in another cluster; ignored", name)
             return
         now = time.monotonic()
         addresses = self._order_addresses(advert.addresses)
@@ -394,7 +469,7 @@ class Discovery:
                 )
             self._emit("added", t)
             return
-        changed = t.advert != advert
+        changed = not t.advert.same_content(advert)
         t.advert = advert
         if addresses != t.addresses:
             t.addresses = addresses
@@ -566,5 +641,6 @@ class Discovery:
         self._browser = None
         self._info = None
         self._tracked.clear()
+        self._newest.clear()
         self._filters.clear()
         self._started = False

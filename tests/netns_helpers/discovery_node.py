@@ -5,6 +5,7 @@ Run inside a throwaway network namespace only. Prints one JSON object per line o
   {"event": "peer", "change": ..., ...}        for every on_change callback
   {"event": "stopped", ...}                    after a graceful stop (SIGTERM/SIGINT)
   {"event": "advert-updated", ...}             after SIGUSR1 (advertises hosts_redis=1)
+  {"event": "rejected", ...}                   for every sender of adverts Discovery ignored
 Every line carries "t" = time.time() so the test can measure across processes.
 """
 
@@ -21,8 +22,8 @@ from sayit_node.federation.discovery import (
     SERVICE_TYPE,
     Discovery,
     NodeAdvert,
-    derive_cluster_id,
 )
+from sayit_node.federation.cluster_keys import ClusterKeys
 
 
 def emit(**fields) -> None:
@@ -63,6 +64,7 @@ async def main() -> int:
     ap.add_argument("--protocol", type=int, default=None)
     ap.add_argument("--dead-after", type=float, default=6.0)
     ap.add_argument("--forget-after", type=float, default=60.0)
+    ap.add_argument("--resign", type=float, default=60.0, help="re-sign the advert every N s")
     ap.add_argument("--no-health", action="store_true", help="do not serve /api/health")
     ap.add_argument("--answer-as", default=None, help="/api/health names this node id instead")
     ap.add_argument("--trust", action="append", default=[],
@@ -81,7 +83,6 @@ async def main() -> int:
         model="tiny.en",
         cores=2,
         api_port=args.api_port,
-        cluster_id=derive_cluster_id(args.secret),
     )
     if args.protocol is not None:
         fields["protocol"] = args.protocol
@@ -103,7 +104,7 @@ async def main() -> int:
             state=rec.state,
             compatible=rec.compatible,
             address=rec.address,
-            cluster_id=rec.advert.cluster_id,
+            signed_at=rec.advert.signed_at,
             in_zeroconf_cache=in_cache,
             hosts_redis=rec.advert.hosts_redis,
             redis_port=rec.advert.redis_port,
@@ -117,6 +118,8 @@ async def main() -> int:
         dead_after=args.dead_after,
         forget_after=args.forget_after,
         liveness_source=(lambda: set(args.trust)) if args.trust else None,
+        keys=ClusterKeys.derive(args.secret),
+        resign_interval=args.resign,
     )
     t0 = time.time()
     await disc.start()
@@ -125,7 +128,7 @@ async def main() -> int:
         node=args.node_id,
         start_seconds=round(time.time() - t0, 3),
         service=disc.service_name,
-        cluster_id=advert.cluster_id,
+        signed=not disc.keys.open,
         addresses=list(disc.advert.addresses),
     )
 
@@ -143,7 +146,20 @@ async def main() -> int:
         emit(event="advert-updated", node=args.node_id, hosts_redis=new.hosts_redis)
 
     loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(start_hosting_redis()))
+
+    async def report_rejected() -> None:
+        told: set[tuple] = set()
+        while True:
+            for r in disc.rejected():
+                if (r.node_id, r.address) not in told:
+                    told.add((r.node_id, r.address))
+                    emit(event="rejected", node=args.node_id, peer=r.node_id, address=r.address,
+                         kind=r.kind, reason=r.reason, message=r.message)
+            await asyncio.sleep(0.2)
+
+    reporter = asyncio.ensure_future(report_rejected())
     await stop.wait()
+    reporter.cancel()
     await disc.stop()
     if server is not None:
         server.close()

@@ -58,10 +58,16 @@ def main(home: Path) -> None:
         out["dead_peer_gone_after"] = wait_for(lambda: "late" not in names(host), 30)
 
         stranger = NodeProcess(home / "stranger", {**common, "WORKER_ID": "stranger",
-                                                   "SAYIT_CLUSTER_SECRET": "another cluster"})
+                                                   "SAYIT_CLUSTER_SECRET": "pyramid-fossil-gumball-tripod-unlaced-salami-vividly"})
         nodes.append(stranger.start())
         time.sleep(3)
-        out["stranger_mode"] = httpx.get(stranger.url + "/api/diagnose").json()["mode"]
+        diag = httpx.get(stranger.url + "/api/diagnose").json()
+        out["stranger_mode"] = diag["mode"]
+        # both sides say there is another cluster (a wrong secret is the commonest mistake)
+        out["stranger_warns"] = [w for w in diag["warnings"] if "another SayIt cluster at" in w]
+        out["host_warns"] = [w for w in httpx.get(host.url + "/api/diagnose").json()["warnings"]
+                             if "another SayIt cluster at" in w]
+        out["host_rejected"] = httpx.get(host.url + "/api/diagnose").json()["discovery"]["rejectedAdverts"]
         out["host_lists_stranger"] = "stranger" in names(host)
 
         # A job sent to the joiner runs in the cluster and the host serves its result.
