@@ -6,6 +6,7 @@ app runs without that folder (an installed wheel), the same drawing is done at r
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +23,8 @@ COLOURS = {
     "error": ("#f0605a", "#b8282a"),
     "app": ("#8a6cff", "#4b32c8"),
 }
-RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "icons"
+# In the PyInstaller bundle, resources/ sits in the bundle's data folder (sys._MEIPASS).
+RESOURCES = Path(getattr(sys, "_MEIPASS", "") or Path(__file__).resolve().parent.parent) / "resources" / "icons"
 
 
 def icon_path(state: str, size: int) -> Path:

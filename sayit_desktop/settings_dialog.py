@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from sayit_node.config import Settings
+from sayit_node.federation.hosted_redis import hosting_problem
 
 from .icons import state_icon
 from .settings_store import (
@@ -67,8 +68,10 @@ class SettingsDialog(QDialog):
     saved = Signal()
 
     def __init__(self, config: ConfigFile, supervisor: Supervisor | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, platform: str | None = None) -> None:
         super().__init__(parent)
+        # Windows: no native redis-server, so "Host it here" is offered disabled, with the options.
+        self.host_redis_problem = hosting_problem(platform)
         self.config = config
         self.sup = supervisor
         self.errors: dict[str, str] = {}
@@ -125,6 +128,13 @@ class SettingsDialog(QDialog):
         self.redis_auto = QRadioButton("Find automatically")
         self.redis_auto.setToolTip("Find the cluster's Redis on the LAN (mDNS), or work alone")
         self.redis_host.setToolTip("Run a Redis server for the cluster on this machine")
+        self.redis_host_note = QLabel(self.host_redis_problem or "")
+        self.redis_host_note.setWordWrap(True)
+        self.redis_host_note.setStyleSheet("color: gray;")
+        self.redis_host_note.setVisible(bool(self.host_redis_problem))
+        if self.host_redis_problem:
+            self.redis_host.setEnabled(False)
+            self.redis_host.setToolTip(self.host_redis_problem)
         redis_group = QButtonGroup(self)
         for button in (self.redis_auto, self.redis_host, self.redis_url_mode):
             redis_group.addButton(button)
@@ -140,6 +150,7 @@ class SettingsDialog(QDialog):
         self.cluster_form = QFormLayout(cluster_box)
         self._row("Cluster secret", secret_row, "cluster_secret", form=self.cluster_form)
         self._row("Redis", redis_modes, "host_redis", form=self.cluster_form)
+        self.cluster_form.addRow("", self.redis_host_note)
         self._row("Redis URL", self.redis_url, "redis_url", form=self.cluster_form)
 
         # --- API keys -----------------------------------------------------------------------
@@ -227,6 +238,8 @@ class SettingsDialog(QDialog):
         self.chunks.setValue(int(chunks) if isinstance(chunks, int) else (os.cpu_count() or 1))
         self.secret.setText(str(values.get("cluster_secret") or ""))
         mode = redis_mode(values)
+        if mode == "host" and self.host_redis_problem:
+            mode = "auto"  # saving writes host_redis = false; the note says why
         {"host": self.redis_host, "url": self.redis_url_mode, "auto": self.redis_auto}[mode].setChecked(True)
         self.redis_url.setText(str(values.get("redis_url") or ""))
         self.redis_url.setEnabled(mode == "url")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from .background import Background
 from .client import NodeClient, NodeUnavailable, Snapshot
 from .settings_store import ConfigError, effective_settings, node_url
+from .winproc import contain, is_windows, popen_options
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,16 @@ class State(str, Enum):
     ERROR = "error"
 
 
-def default_command() -> list[str]:
-    """How to run the node: this interpreter's `-m sayit_node serve`, or the `sayit-node`
-    program beside a frozen app."""
-    if getattr(sys, "frozen", False):
-        exe = Path(sys.executable).with_name("sayit-node.exe" if os.name == "nt" else "sayit-node")
+def default_command(*, frozen: bool | None = None, executable: str | None = None,
+                    platform: str | None = None) -> list[str]:
+    """How to run the node: this interpreter's `-m sayit_node serve`, or, in a frozen app (the
+    PyInstaller bundle has no Python to run `-m` with), the `sayit-node` program beside it."""
+    frozen = getattr(sys, "frozen", False) if frozen is None else frozen
+    executable = executable or sys.executable
+    if frozen:
+        exe = Path(executable).with_name("sayit-node.exe" if is_windows(platform) else "sayit-node")
         return [str(exe), "serve"]
-    return [sys.executable, "-m", "sayit_node", "serve"]
+    return [executable, "-m", "sayit_node", "serve"]
 
 
 def port_in_use(url_host: str, port: int, timeout: float = 0.5) -> bool:
@@ -92,6 +95,9 @@ class Supervisor(QObject):
         backoff: Sequence[float] = BACKOFF,
         background: Background | None = None,
         parent: QObject | None = None,
+        platform: str | None = None,
+        popen: Callable[..., subprocess.Popen] = subprocess.Popen,
+        kernel32=None,
     ) -> None:
         super().__init__(parent)
         self.command = list(command or default_command())
@@ -102,6 +108,11 @@ class Supervisor(QObject):
         self.fast_poll_interval = fast_poll_interval
         self.backoff = tuple(backoff)
         self.bg = background or Background(parent=self)
+        self.platform = platform or sys.platform
+        self.windows = is_windows(self.platform)
+        self._popen = popen
+        self._kernel32 = kernel32  # Windows: injected in tests
+        self.job = None  # Windows: the kill-on-close Job Object holding the node
 
         self.state = State.STOPPED
         self.detail = "Node stopped"
@@ -299,13 +310,9 @@ class Supervisor(QObject):
         env = os.environ.copy()
         env["SAYIT_PARENT_PID"] = str(os.getpid())
         env.setdefault("PYTHONUNBUFFERED", "1")
-        kwargs: dict = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = (getattr(subprocess, "CREATE_NO_WINDOW", 0)
-                                       | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
-        else:
-            # Own session: a Ctrl+C meant for the tray reaches the node only through the tray.
-            kwargs["start_new_session"] = True
+        # POSIX: own session (a Ctrl+C meant for the tray reaches the node only through the
+        # tray). Windows: no console window, own process group, and a Job Object below.
+        kwargs = popen_options(self.platform)
         out = subprocess.DEVNULL
         if self.log_dir is not None:
             try:
@@ -320,12 +327,13 @@ class Supervisor(QObject):
             except OSError as exc:
                 log.warning("cannot write the node's console log: %s", exc)
         try:
-            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=subprocess.STDOUT, **kwargs)
+            self.process = self._popen(self.command, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=subprocess.STDOUT, **kwargs)
         except OSError as exc:
             self._cleanup_process()
             self._fail(f"Cannot start the node: {exc}", restart=False)
             return
+        self.job = contain(self.process, platform=self.platform, kernel32=self._kernel32)
         log.info("started node pid %s: %s", self.process.pid, self.command)
         self._set_state(State.STARTING, "Starting the node (loading the model)…")
 
@@ -452,12 +460,9 @@ class Supervisor(QObject):
     def _terminate(self, proc: subprocess.Popen) -> None:
         if proc.poll() is not None:
             return
-        if os.name == "nt":
-            # No SIGTERM on Windows (terminate() would kill): wait for the deadline instead.
-            try:
-                proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-            except (OSError, ValueError, AttributeError):
-                pass
+        if self.windows:
+            # No SIGTERM on Windows (terminate() is TerminateProcess), and a node started without
+            # a console gets no Ctrl+Break: the graceful path was HTTP; kill at the deadline.
             return
         try:
             proc.terminate()
@@ -471,6 +476,9 @@ class Supervisor(QObject):
             except subprocess.TimeoutExpired:
                 pass
         self.process = None
+        if self.job is not None:  # kills whatever the node left in its job
+            self.job.close()
+            self.job = None
         if self._log_file is not None:
             try:
                 self._log_file.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,42 @@ def _die_with_parent() -> None:
 
 class RedisUnavailable(Exception):
     pass
+
+
+# A Mac app started from Finder or a LaunchAgent gets PATH=/usr/bin:/bin:/usr/sbin:/sbin, without
+# Homebrew's bin directory: look where `brew install redis` puts redis-server (Apple silicon, Intel).
+HOMEBREW_REDIS = (
+    "/opt/homebrew/bin/redis-server",
+    "/opt/homebrew/opt/redis/bin/redis-server",
+    "/usr/local/bin/redis-server",
+    "/usr/local/opt/redis/bin/redis-server",
+)
+
+WINDOWS_NO_REDIS = (
+    "Windows has no native redis-server, so this PC cannot host the cluster's Redis. Host it on "
+    "the Mac mini or a Linux machine (\"Host it here\" there, or `sayit-node serve --host-redis`) "
+    "and choose \"Find automatically\" here, or point this node at a Redis URL "
+    "(Redis in WSL or Docker, or Memurai)."
+)
+
+
+def hosting_problem(platform: str | None = None) -> str | None:
+    """Why this platform cannot host Redis at all (None if it can, given a redis-server)."""
+    return WINDOWS_NO_REDIS if (platform or sys.platform).startswith("win") else None
+
+
+def find_redis_server(executable: str = "redis-server", *, platform: str | None = None,
+                      which=shutil.which, is_executable=None) -> str | None:
+    """`executable` on PATH (or as given, if it is a path); on macOS also Homebrew's places."""
+    is_executable = is_executable or (lambda p: os.path.isfile(p) and os.access(p, os.X_OK))
+    found = which(executable)
+    if found:
+        return found
+    if os.path.basename(executable) != executable:
+        return executable if is_executable(executable) else None
+    if (platform or sys.platform) == "darwin" and executable == "redis-server":
+        return next((p for p in HOMEBREW_REDIS if is_executable(p)), None)
+    return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -58,8 +95,10 @@ class HostedRedis:
         return f"redis://{auth}{host}:{self.port}/0"
 
     async def start(self) -> None:
-        path = shutil.which(self.executable)
+        path = find_redis_server(self.executable)
         if path is None:
+            if problem := hosting_problem():
+                raise RedisUnavailable(f"cannot host Redis: {problem}")
             raise RedisUnavailable(
                 f"cannot host Redis: '{self.executable}' was not found on PATH; install redis-server "
                 "(Debian/Ubuntu: apt install redis-server, macOS: brew install redis) or set SAYIT_REDIS_SERVER"
