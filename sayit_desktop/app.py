@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     desktop = config.desktop()
     supervisor = Supervisor(stop_timeout=desktop.stop_timeout)
     icon = icon_path("app", 256)
-    tray = Tray(supervisor, config=config,
+    # No tray (a bare X session, some GNOME set-ups): the window carries the menu, and closing it
+    # quits. Offscreen/minimal platforms (tests, screenshots) have no tray and nobody to tell.
+    system_tray = QSystemTrayIcon.isSystemTrayAvailable() or app.platformName() in ("offscreen", "minimal")
+    tray = Tray(supervisor, config=config, system_tray=system_tray,
                 autostart=for_platform(icon=icon if icon.is_file() else None))
     instance.activated.connect(tray.on_second_instance)
 
@@ -148,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     collector.timeout.connect(lambda: gc.collect())
     collector.start(5000)
 
-    tray.show()
-    if not QSystemTrayIcon.isSystemTrayAvailable() and app.platformName() not in ("offscreen", "minimal"):
-        log.warning("no system tray here: showing the load window instead")
-        QTimer.singleShot(0, tray.show_load)
+    tray.show()  # the icon, or (no tray) the window with the menu's actions
     start = desktop.start_node_on_launch and not args.no_start
     QTimer.singleShot(0, lambda: supervisor.start(attach_only=not start))
 

@@ -4,8 +4,11 @@ poll of the supervisor (about once a second; the polls run off the UI thread).""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFormLayout,
@@ -16,6 +19,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -82,13 +86,33 @@ def _table(columns) -> QTableWidget:
     return table
 
 
+NO_TRAY_NOTICE = ("There is no system tray on this desktop, so SayIt's menu is here. "
+                  "Closing this window quits SayIt and stops its node.")
+
+
+def dropped_files(mime) -> list[Path]:
+    """Local files (not folders) among dragged URLs."""
+    if not mime.hasUrls():
+        return []
+    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile() and Path(u.toLocalFile()).is_file()]
+
+
 class LoadWindow(QWidget):
-    def __init__(self, supervisor: Supervisor, parent: QWidget | None = None) -> None:
+    """The node's load, peers and jobs; with `transcripts`, also "Transcribe file…", drops of
+    audio files and the recent transcripts. With `no_tray`, it also carries the tray menu's
+    actions (`menu_actions`) and closing it calls `on_close` (the app quits)."""
+
+    def __init__(self, supervisor: Supervisor, parent: QWidget | None = None, *, transcripts=None,
+                 transcribe_action: QAction | None = None, open_entry: Callable[[str], None] | None = None,
+                 menu_actions: Sequence[QAction] = (), no_tray: bool = False,
+                 on_close: Callable[[], None] | None = None) -> None:
         super().__init__(parent)
         self.sup = supervisor
-        self.setWindowTitle("SayIt — Load")
+        self.transcripts = transcripts
+        self.on_close = on_close
+        self.setWindowTitle("SayIt" if no_tray else "SayIt — Load")
         self.setWindowIcon(state_icon("app"))
-        self.resize(720, 560)
+        self.resize(760, 700 if transcripts is not None else 560)
 
         self.state_icon = QLabel()
         self.state_text = QLabel()
@@ -119,7 +143,35 @@ class LoadWindow(QWidget):
         QVBoxLayout(jobs_box).addWidget(self.jobs)
 
         layout = QVBoxLayout(self)
+        self.notice = None
+        self.menu_buttons: list[QToolButton] = []
+        if no_tray:
+            self.notice = QLabel(NO_TRAY_NOTICE)
+            self.notice.setWordWrap(True)
+            self.notice.setStyleSheet("background: #fff4ce; color: #3b2f00; padding: 6px; border-radius: 4px")
+            layout.addWidget(self.notice)
+            bar = QHBoxLayout()
+            for action in menu_actions:
+                button = QToolButton()
+                button.setDefaultAction(action)
+                self.menu_buttons.append(button)
+                bar.addWidget(button)
+            bar.addStretch(1)
+            layout.addLayout(bar)
+        self.message = QLabel()  # notifications, when there is no tray to show them
+        self.message.setWordWrap(True)
+        self.message.hide()
         layout.addLayout(head)
+        layout.addWidget(self.message)
+        self.recent = None
+        if transcripts is not None:
+            from .recent_panel import RecentPanel
+
+            self.recent = RecentPanel(transcripts, transcribe_action, open_entry or (lambda key: None))
+            recent_box = QGroupBox("Recent transcripts")
+            QVBoxLayout(recent_box).addWidget(self.recent)
+            layout.addWidget(recent_box, 2)
+            self.setAcceptDrops(True)
         layout.addWidget(stats)
         layout.addWidget(peers_box, 1)
         layout.addWidget(jobs_box, 1)
@@ -210,6 +262,34 @@ class LoadWindow(QWidget):
                 bar.setTextVisible(True)
                 self.jobs.setCellWidget(row, 2, bar)
             bar.setValue(int(round(float(job.get("progress") or 0))))
+
+    # --- drops, messages, closing ------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if self.transcripts is not None and dropped_files(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        files = dropped_files(event.mimeData()) if self.transcripts is not None else []
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.transcripts.add_files(files)
+
+    def show_message(self, title: str, text: str, critical: bool = False) -> None:
+        colour = "#b8282a" if critical else "#1d5e2a"
+        self.message.setText(f"<b style='color:{colour}'>{title}</b> — {text}")
+        self.message.show()
+
+    def closeEvent(self, event) -> None:
+        event.accept()
+        if self.on_close is not None:
+            self.on_close()
 
     # --- for tests and screenshots ---------------------------------------------------------
     def progress_values(self) -> list[int]:

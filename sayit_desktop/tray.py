@@ -8,17 +8,20 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices
-from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QSystemTrayIcon
 
 from .autostart import Autostart
 from .client import Snapshot
 from .icons import state_icon
 from .settings_store import ConfigError, ConfigFile, DesktopSettings, effective_settings
 from .supervisor import State, Supervisor
+from .transcripts import SAVE_FORMATS, Transcripts, state_file
 
 log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "failed", "cancelled")
+AUDIO_FILTER = ("Audio and video (*.wav *.mp3 *.m4a *.aac *.flac *.ogg *.oga *.opus *.webm *.mp4 *.mkv *.mov "
+                "*.wma *.aiff *.aif);;All files (*)")
 
 
 def plural(n: int, word: str) -> str:
@@ -56,11 +59,17 @@ class Tray(QObject):
         autostart: Autostart | None = None,
         opener: Callable[[QUrl], object] | None = None,
         quit_app: Callable[[], None] | None = None,
+        system_tray: bool = True,
+        transcripts: Transcripts | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.sup = supervisor
         self.config = config or ConfigFile()
+        self.system_tray = system_tray  # False: no tray on this desktop; the window carries the menu
+        self.transcripts = transcripts or Transcripts(supervisor, state_file(self.config.path), parent=self)
+        self.viewers: dict[int, object] = {}  # id(entry) -> TranscriptWindow
+        self._last_finished: str | None = None
         self.autostart = autostart
         self.opener = opener or QDesktopServices.openUrl
         self.quit_app = quit_app or QApplication.quit
@@ -80,6 +89,11 @@ class Tray(QObject):
         self.start_action = self._action("Start node", self.start_node)
         self.stop_action = self._action("Stop node", self.stop_node)
         self.menu.addSeparator()
+        self.transcribe_action = self._action("Transcribe file…", self.transcribe_files)
+        self.recent_menu = QMenu("Recent transcripts", self.menu)
+        self.menu.addMenu(self.recent_menu)
+        self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
+        self.menu.addSeparator()
         self.load_action = self._action("Show load…", self.show_load)
         self.docs_action = self._action("Open API docs", self.open_docs)
         self.settings_action = self._action("Settings…", self.show_settings)
@@ -92,6 +106,14 @@ class Tray(QObject):
         self.menu.aboutToShow.connect(self.refresh_login_check)
         self.icon.setContextMenu(self.menu)
         self.icon.activated.connect(self._activated)
+        self.icon.messageClicked.connect(self._message_clicked)
+
+        self.transcripts.finished.connect(self._transcript_finished)
+        self.transcripts.message.connect(lambda title, text, critical: self.notify(title, text, critical=critical))
+        self.transcripts.list_changed.connect(self.fill_recent_menu)
+        self.transcripts.list_changed.connect(self._drop_viewers)
+        self.transcripts.changed.connect(lambda _key: self.fill_recent_menu() if self.recent_menu.isVisible() else None)
+        self.fill_recent_menu()
 
         self.sup.state_changed.connect(self._state_changed)
         self.sup.snapshot_ready.connect(self._snapshot)
@@ -102,6 +124,7 @@ class Tray(QObject):
     # --- building -------------------------------------------------------------------------
     def _action(self, text: str, slot=None, *, enabled: bool = True, checkable: bool = False) -> QAction:
         action = QAction(text, self.menu)
+        action.setIconText(text)  # buttons made from it keep the "…" (the window without a tray)
         action.setEnabled(enabled)
         action.setCheckable(checkable)
         if slot is not None:
@@ -110,7 +133,11 @@ class Tray(QObject):
         return action
 
     def show(self) -> None:
-        self.icon.show()
+        if self.system_tray:
+            self.icon.show()
+        else:
+            log.warning("no system tray on this desktop: SayIt's menu is in its window; closing it quits")
+            self.show_load()
 
     # --- state -----------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -152,6 +179,10 @@ class Tray(QObject):
     # --- notifications ---------------------------------------------------------------------
     def notify(self, title: str, text: str, *, critical: bool = False) -> None:
         self.messages.append((title, text))
+        if not self.system_tray:  # nobody would see a balloon: the window says it
+            if self.load_window is not None:
+                self.load_window.show_message(title, text, critical)
+            return
         icon = QSystemTrayIcon.MessageIcon.Critical if critical else QSystemTrayIcon.MessageIcon.Information
         self.icon.showMessage(title, text, icon, 6000)
 
@@ -161,9 +192,10 @@ class Tray(QObject):
         self._known_jobs = current
         if known is None or not self.desktop.notify_jobs:
             return
+        mine = self.transcripts.job_ids()  # those are announced by the recent list
         for job in snap.jobs:
             job_id, status = str(job.get("jobId")), job.get("status")
-            if status not in ("completed", "failed") or known.get(job_id) in FINISHED:
+            if status not in ("completed", "failed") or known.get(job_id) in FINISHED or job_id in mine:
                 continue
             name = job.get("filename") or job_id
             if status == "completed":
@@ -194,11 +226,85 @@ class Tray(QObject):
         self.sup.stop()
         self.refresh()
 
+    # --- transcribing ------------------------------------------------------------------------
+    def transcribe_files(self) -> list[str]:
+        """"Transcribe file…": pick one or more files; each becomes a job on the tray's node."""
+        parent = self.load_window if self.load_window is not None and self.load_window.isVisible() else None
+        paths, _ = QFileDialog.getOpenFileNames(parent, "Transcribe files", str(Path.home()), AUDIO_FILTER)
+        if paths:
+            self.transcripts.add_files(paths)
+            if self.sup.state not in (State.RUNNING, State.STARTING):
+                self.notify("The node is not running",
+                            "Start it from the menu: the files are sent when it runs.")
+        return list(paths)
+
+    def _transcript_finished(self, key: str) -> None:
+        entry = self.transcripts.get(key)
+        if entry is None:
+            return
+        self._last_finished = key
+        if entry.status == "completed":
+            self.notify("Transcription finished", f"{entry.filename} is ready.")
+        else:
+            self.notify("Transcription failed", f"{entry.filename}: {entry.error or entry.status}", critical=True)
+
+    def _message_clicked(self) -> None:
+        if self._last_finished and self.transcripts.get(self._last_finished) is not None:
+            self.open_transcript(self._last_finished)
+
+    def open_transcript(self, key: str):
+        from .transcript_window import TranscriptWindow
+
+        entry = self.transcripts.get(key)
+        if entry is None:
+            return None
+        window = self.viewers.get(id(entry))
+        if window is None:
+            window = TranscriptWindow(self.transcripts, entry)
+            self.viewers[id(entry)] = window
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        return window
+
+    def _drop_viewers(self) -> None:
+        """Close the view of an entry removed from the list."""
+        alive = {id(e) for e in self.transcripts.entries}
+        for key in [k for k in self.viewers if k not in alive]:
+            self.viewers.pop(key).close()
+
+    def fill_recent_menu(self) -> None:
+        from .transcript_window import copy_text, save_dialog
+
+        menu = self.recent_menu
+        menu.clear()
+        entries = self.transcripts.entries
+        menu.menuAction().setEnabled(bool(entries))
+        for entry in entries:
+            key = entry.key
+            sub = menu.addMenu(f"{entry.filename} — {entry.status_text()}")
+            open_action = sub.addAction("Open", lambda key=key: self.open_transcript(key))
+            open_action.setEnabled(entry.job_id is not None and entry.status != "gone")
+            copy_action = sub.addAction("Copy text", lambda key=key: copy_text(self.transcripts, key))
+            copy_action.setEnabled(bool(entry.text))
+            for ext in SAVE_FORMATS:
+                save = sub.addAction(f"Save as {ext.upper()}…",
+                                     lambda key=key, ext=ext: save_dialog(self.transcripts, key, ext))
+                save.setEnabled(entry.done)
+            sub.addSeparator()
+            sub.addAction("Remove from list", lambda key=key: self.transcripts.remove(key))
+
     def show_load(self) -> None:
         from .load_window import LoadWindow
 
         if self.load_window is None:
-            self.load_window = LoadWindow(self.sup)
+            menu_actions = () if self.system_tray else (
+                self.start_action, self.stop_action, self.transcribe_action, self.docs_action,
+                self.settings_action, self.logs_action, self.quit_action)
+            self.load_window = LoadWindow(
+                self.sup, transcripts=self.transcripts, transcribe_action=self.transcribe_action,
+                open_entry=self.open_transcript, menu_actions=menu_actions, no_tray=not self.system_tray,
+                on_close=None if self.system_tray else self.quit)
         self.load_window.show()
         self.load_window.raise_()
         self.load_window.activateWindow()
@@ -283,6 +389,9 @@ class Tray(QObject):
         self._quit_done = True
         self.sup.stop_now(timeout=2.0)
         self.icon.hide()
+        self.transcripts.close()
+        for viewer in self.viewers.values():
+            viewer.close()
         if self.load_window is not None:
             self.load_window.close()
         if self.settings_dialog is not None:
@@ -296,5 +405,6 @@ class Tray(QObject):
             self.show_load()
 
     def on_second_instance(self) -> None:
-        self.notify("SayIt is already running", "Its icon is in the system tray.")
+        if self.system_tray:
+            self.notify("SayIt is already running", "Its icon is in the system tray.")
         self.show_load()

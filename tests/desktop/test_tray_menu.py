@@ -13,8 +13,8 @@ from sayit_desktop.settings_store import ConfigFile, DesktopSettings
 from sayit_desktop.supervisor import State
 from sayit_desktop.tray import Tray, status_line
 
-MENU = ["<status>", "", "Start node", "Stop node", "", "Show load…", "Open API docs", "Settings…", "",
-        "Start SayIt at login", "Open logs", "", "Quit"]
+MENU = ["<status>", "", "Start node", "Stop node", "", "Transcribe file…", "Recent transcripts", "",
+        "Show load…", "Open API docs", "Settings…", "", "Start SayIt at login", "Open logs", "", "Quit"]
 
 
 class FakeAutostart:

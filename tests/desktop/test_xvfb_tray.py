@@ -124,3 +124,44 @@ def test_icon_is_embedded_and_its_menu_opens_on_right_click(xsession, node_env, 
     assert app.wait(20) == 0
     assert wait_for(lambda: not nodes[0].is_running() or nodes[0].status() == psutil.STATUS_ZOMBIE, 10)
     assert port_is_free(node_env.port)
+
+
+def test_without_a_tray_the_app_shows_its_window_and_closing_it_quits(xsession, node_env, real_node, tmp_path,
+                                                                      spawned):
+    """Xvfb with no tray host (a bare X session): the app finds no system tray, shows a window
+    that carries the menu, and closing that window stops the node and ends the app."""
+    app = subprocess.Popen([sys.executable, "-m", "sayit_desktop"], env=xsession.env(), cwd=node_env.root,
+                           stdout=subprocess.DEVNULL, stderr=open(tmp_path / "app.log", "wb"))
+    spawned.append(app)
+    window = None
+
+    def find_window():
+        nonlocal window
+        for win in xsession.search("--onlyvisible", "--pid", str(app.pid)):
+            try:
+                g = xsession.geometry(win)
+            except RuntimeError:
+                continue
+            if g["width"] > 300 and g["height"] > 300 and g["mapped"]:
+                window = win
+                return True
+        return False
+
+    assert wait_for(find_window, 30, 0.2), (tmp_path / "app.log").read_text()[-3000:]
+    assert xsession.run("xdotool", "getwindowname", window).strip() == "SayIt"
+    assert "no system tray" in (tmp_path / "app.log").read_text()
+    assert wait_for(lambda: healthy(node_env.port), 60), (tmp_path / "app.log").read_text()[-3000:]
+    time.sleep(1.0)
+    shot = QImage(str(xsession.screenshot(tmp_path / "no-tray.png")))
+    g = xsession.geometry(window)
+    colours = {shot.pixel(x, y) for x in range(g["x"], g["x"] + g["width"], 5)
+               for y in range(g["y"], g["y"] + min(g["height"], 200), 5)}
+    assert len(colours) > 8  # drawn: the notice, the buttons
+    assert colour_near(shot, (g["x"], g["y"], g["width"], 120), "#fff4ce", 12)  # the notice's background
+
+    nodes = [p for p in psutil.Process(app.pid).children() if "sayit_node" in " ".join(p.cmdline())]
+    assert len(nodes) == 1
+    xsession.close_window(window)
+    assert app.wait(30) == 0, (tmp_path / "app.log").read_text()[-3000:]
+    assert wait_for(lambda: not nodes[0].is_running() or nodes[0].status() == psutil.STATUS_ZOMBIE, 10)
+    assert port_is_free(node_env.port)

@@ -151,6 +151,47 @@ class XSession:
         self.run("xdotool", "mousemove", "--window", window, str(g["width"] // 2), str(g["height"] // 2),
                  "click", "3")
 
+    def close_window(self, window: str) -> None:
+        """Ask a window to close as a window manager's close button does: a WM_DELETE_WINDOW
+        client message (xdotool's windowclose destroys the window instead)."""
+        import ctypes
+        import ctypes.util
+
+        class ClientMessage(ctypes.Structure):
+            _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
+                        ("display", ctypes.c_void_p), ("window", ctypes.c_ulong),
+                        ("message_type", ctypes.c_ulong), ("format", ctypes.c_int),
+                        ("data", ctypes.c_long * 5)]
+
+        class XEvent(ctypes.Union):
+            _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
+
+        x11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+        x11.XOpenDisplay.restype = ctypes.c_void_p
+        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x11.XInternAtom.restype = ctypes.c_ulong
+        x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+        x11.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long,
+                                   ctypes.POINTER(XEvent)]
+        x11.XFlush.argtypes = [ctypes.c_void_p]
+        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        display = x11.XOpenDisplay((self.display or "").encode())
+        if not display:
+            raise RuntimeError(f"cannot open display {self.display}")
+        try:
+            event = XEvent()
+            event.xclient.type = 33  # ClientMessage
+            event.xclient.window = int(window)
+            event.xclient.message_type = x11.XInternAtom(display, b"WM_PROTOCOLS", 0)
+            event.xclient.format = 32
+            event.xclient.data[0] = x11.XInternAtom(display, b"WM_DELETE_WINDOW", 0)
+            event.xclient.data[1] = 0  # CurrentTime
+            if not x11.XSendEvent(display, int(window), 0, 0, ctypes.byref(event)):
+                raise RuntimeError("XSendEvent failed")
+            x11.XFlush(display)
+        finally:
+            x11.XCloseDisplay(display)
+
     def key(self, name: str) -> None:
         self.run("xdotool", "key", name)
 
