@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .transcript_window import copy_text, save_menu
+from .transcript_window import copy_text, menu_button, save_menu
 from .transcripts import Transcripts
 
 COLUMNS = ("File", "Status", "Progress", "")
@@ -54,6 +54,7 @@ class RecentPanel(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Fixed)
         self.table.setMinimumHeight(header.sizeHint().height() + 3 * 34)
         self.table.cellDoubleClicked.connect(lambda row, _col: self._open_row(row))
         self.empty = QLabel("No transcripts yet.")
@@ -82,7 +83,10 @@ class RecentPanel(QWidget):
             bar = QProgressBar()
             bar.setRange(0, 100)
             self.table.setCellWidget(row, 2, bar)
-            self.table.setCellWidget(row, 3, self._buttons(entry.key))
+            buttons = self._buttons(entry.key)
+            self.table.setCellWidget(row, 3, buttons)
+            # The buttons' own width (a column sized to its items would clip them).
+            self.table.setColumnWidth(3, max(self.table.columnWidth(3), buttons.sizeHint().width()))
             self._fill(row, entry)
         self.empty.setVisible(not entries)
         self.table.setVisible(bool(entries))
@@ -101,8 +105,7 @@ class RecentPanel(QWidget):
             button.setText(name)
             button.setObjectName(name)
             if slot is None:
-                button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-                button.setMenu(save_menu(self.transcripts, key_of, self))
+                menu_button(button, save_menu(self.transcripts, key_of, self))
             else:
                 button.clicked.connect(lambda _=False, slot=slot: slot())
             if name == "✕":

@@ -77,6 +77,16 @@ def save_menu(transcripts: Transcripts, key_of, parent: QWidget | None = None) -
     return menu
 
 
+def menu_button(button: QToolButton, menu: QMenu) -> QToolButton:
+    """A tool button that opens `menu`, with a ▾ in its text (the style's own arrow is drawn over
+    the text in a narrow button)."""
+    button.setText(button.text().rstrip(" ▾…") + " ▾")
+    button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+    button.setStyleSheet("QToolButton::menu-indicator { image: none; width: 0px; }")
+    button.setMenu(menu)
+    return button
+
+
 class TranscriptWindow(QWidget):
     def __init__(self, transcripts: Transcripts, entry: Entry, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,9 +108,8 @@ class TranscriptWindow(QWidget):
         self.copy_button = QPushButton("Copy text")
         self.copy_button.clicked.connect(self.copy)
         self.save_button = QToolButton()
-        self.save_button.setText("Save as…")
-        self.save_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.save_button.setMenu(save_menu(transcripts, lambda: self.entry.key, self))
+        self.save_button.setText("Save as")
+        menu_button(self.save_button, save_menu(transcripts, lambda: self.entry.key, self))
         buttons = QHBoxLayout()
         buttons.addWidget(self.status, 1)
         buttons.addWidget(self.copy_button)
