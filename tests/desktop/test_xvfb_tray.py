@@ -4,6 +4,7 @@ is saved in the test's temporary directory."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from PySide6.QtGui import QColor, QImage
 
 from sayit_desktop.icons import COLOURS
 
-from .helpers import healthy, port_is_free, wait_for
+from .helpers import REPO, healthy, port_is_free, wait_for
 from .xsession import PACKAGES, XSession, missing_tools
 
 
@@ -165,3 +166,37 @@ def test_without_a_tray_the_app_shows_its_window_and_closing_it_quits(xsession, 
     assert app.wait(30) == 0, (tmp_path / "app.log").read_text()[-3000:]
     assert wait_for(lambda: not nodes[0].is_running() or nodes[0].status() == psutil.STATUS_ZOMBIE, 10)
     assert port_is_free(node_env.port)
+
+
+def test_transcribe_file_from_the_real_tray_menu(xsession, node_env, real_node, tmp_path, speech_dir):
+    """On Xvfb with trayer: a real right-click on the icon, a real click on "Transcribe file…"
+    (the file dialog answers with a real espeak-ng recording), the transcript shows in its
+    window, and "Save as SRT…" writes a valid SRT rendered by the node (tiny.en)."""
+    from tests.speech import PARAGRAPHS, speak_paragraphs, text_of, wer
+
+    from .test_transcribe import lines_text, parse_srt
+
+    audio = speak_paragraphs(PARAGRAPHS[4:6], speech_dir / "xvfb-tray-talk.wav")
+    reference = text_of(PARAGRAPHS[4:6])
+    xsession.start_tray()
+    srt, result_file, shot = tmp_path / "talk.srt", tmp_path / "result.json", tmp_path / "tray-transcribe.png"
+    run = subprocess.run([sys.executable, "-m", "tests.desktop.xvfb_transcribe_app", str(audio), str(srt),
+                          str(result_file), str(shot)],
+                         env=xsession.env(), cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert result_file.exists(), run.stderr[-3000:]
+    result = json.loads(result_file.read_text())
+    assert "error" not in result, (result, run.stderr[-3000:])
+    assert run.returncode == 0
+    assert result["system_tray_available"] is True  # a real tray: trayer
+    assert result["dialog_calls"] == 1  # the menu item opened the (patched) file dialog
+    assert any(s.startswith(("Queued", "Transcribing")) for s in result["statuses"]), result["statuses"]
+    assert ["Transcription finished", "xvfb-tray-talk.wav is ready."] in result["messages"]
+    assert result["viewer_title"] == "xvfb-tray-talk.wav — SayIt"
+    assert result["viewer_text"].startswith("[0:00]")
+    assert wer(reference, lines_text(result["viewer_text"])) < 20, result["viewer_text"]
+    blocks = parse_srt(srt.read_text(encoding="utf-8"))
+    assert [b[0] for b in blocks] == list(range(1, len(blocks) + 1))
+    assert all(start < end for _, start, end, _ in blocks)
+    assert wer(reference, " ".join(b[3] for b in blocks)) < 20
+    assert QImage(str(shot)).width() > 500
+    assert port_is_free(node_env.port)  # the app stopped its node
