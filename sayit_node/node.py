@@ -44,6 +44,7 @@ REAP_INTERVAL = 5.0
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TTL = 6.0  # a silent peer shows "down" after 3 s and is gone after this
 JOIN_WAIT = 3.0  # how long a node without Redis looks for a cluster to join at start
+STORE_SCHEMA = 1  # Redis key layout version (protocol 2 changed the adverts, not the store)
 
 
 def _node_id(data_dir) -> str:
@@ -137,6 +138,7 @@ class Node:
             model=self.engine.model_name, cores=os.cpu_count() or 1, api_port=s.port or 1,
             hosts_redis=self.hosted_redis is not None,
             redis_port=self.hosted_redis.port if self.hosted_redis else None,
+            cert_fingerprint=self.hosted_redis.cert_fingerprint if self.hosted_redis else "",
         )
 
     async def _open_store(self) -> None:
@@ -172,7 +174,7 @@ class Node:
 
         store = RedisJobStore(
             url, retention_seconds=s.retention_hours * 3600, lease_seconds=LEASE_SECONDS,
-            key_prefix=f"sayit:v{PROTOCOL_VERSION}:",
+            key_prefix=f"sayit:v{STORE_SCHEMA}:",
             memory_budget_bytes=s.redis_memory_budget_mb * 2**20 or None,
         )
         try:
@@ -188,20 +190,10 @@ class Node:
             log.warning("Redis: %s", warning)
 
     async def _find_cluster_redis(self) -> str | None:
-        """A peer of our cluster that hosts Redis, found over mDNS within JOIN_WAIT seconds."""
-        deadline = time.monotonic() + JOIN_WAIT
-        password = self.keys.redis_password
-        while time.monotonic() < deadline:
-            for peer in self.discovery.peers(include_down=False).values():
-                # An open cluster's adverts are unsigned: only a Redis on this machine is joined.
-                if self.keys.open and not (peer.address or "").startswith("127."):
-                    continue
-                if peer.compatible and peer.advert.hosts_redis and peer.advert.redis_port and peer.address:
-                    auth = f":{password}@" if password else ""
-                    log.info("joining the cluster Redis hosted by %s at %s", peer.advert.name, peer.address)
-                    return f"redis://{auth}{peer.address}:{peer.advert.redis_port}/0"
-            await asyncio.sleep(0.2)
-        return None
+        """The Redis of our cluster, found over mDNS within JOIN_WAIT seconds (see federation/join.py)."""
+        from .federation.join import find_cluster_redis
+
+        return await find_cluster_redis(self.discovery, self.keys, JOIN_WAIT)
 
     async def live_models(self) -> set[str]:
         """Models served by this node and by live, compatible peers."""

@@ -2,7 +2,9 @@
 
 AOF on and `noeviction` (an evicting Redis silently drops queued chunks); the password is
 derived from the cluster secret. Without a secret it never listens beyond 127.0.0.1: a Redis
-on the LAN always has a password.
+on the LAN always has a password. It speaks TLS only, with a self-signed certificate kept in the
+data directory whose fingerprint the node's signed advert carries (see redis_tls.py): clients,
+this node included, check that fingerprint before they send the password.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
+
+from .redis_tls import write_private, ensure_certificate, pinned_url
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +90,13 @@ class HostedRedis:
         self.password = password
         self.data_dir = data_dir
         self.proc: subprocess.Popen | None = None
+        self.cert_fingerprint = ""
 
     @property
     def url(self) -> str:
+        """rediss:// URL pinned to this Redis' certificate (known once started)."""
         host = "127.0.0.1" if self.bind_host in ("0.0.0.0", "::") else self.bind_host
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        return f"redis://{auth}{host}:{self.port}/0"
+        return pinned_url(host, self.port, self.password, self.cert_fingerprint)
 
     async def start(self) -> None:
         path = find_redis_server(self.executable)
@@ -104,20 +108,23 @@ class HostedRedis:
                 "(Debian/Ubuntu: apt install redis-server, macOS: brew install redis) or set SAYIT_REDIS_SERVER"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [path, "--port", str(self.port), "--bind", self.bind_host, "--dir", str(self.data_dir),
+        cert, key, self.cert_fingerprint = ensure_certificate(self.data_dir / "tls")
+        # The password goes in a 0600 config file, not on the command line (ps shows argv).
+        conf = self.data_dir / "sayit-redis.conf"
+        write_private(conf, (f"requirepass {self.password}\n" if self.password else "").encode())
+        args = [path, str(conf), "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                "--tls-key-file", str(key), "--tls-auth-clients", "no", "--bind", self.bind_host, "--dir", str(self.data_dir),
                 "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", "",
                 "--protected-mode", "no" if self.password else "yes"]
-        if self.password:
-            args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        import redis.asyncio as aioredis
+        from .registry import make_redis_client
 
-        client = aioredis.Redis.from_url(self.url)
+        client = make_redis_client(self.url, retries=0)
         try:
             for _ in range(100):
                 if self.proc.poll() is not None:
-                    raise RedisUnavailable(f"redis-server exited with {self.proc.returncode} (port {self.port} taken?)")
+                    raise RedisUnavailable(f"redis-server exited with {self.proc.returncode} (port {self.port} taken, or built without TLS?)")
                 try:
                     await client.ping()
                     log.info("hosting Redis on %s:%d (AOF, noeviction)", self.bind_host, self.port)

@@ -19,6 +19,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
+from .redis_tls import PinnedSSLConnection, pinned_fingerprint
+
 __all__ = ["NodeRegistry", "make_redis_client"]
 
 
@@ -29,9 +31,10 @@ def make_redis_client(url: str, *, retries: int = 20, socket_timeout: float | No
     with ``retries=20`` about 15-20 s, enough for a restart that reloads an AOF);
     ``BusyLoadingError`` (Redis still loading its data) is retried too. Responses stay bytes
     (the job store keeps binary chunk audio). Lua scripts registered on it survive the restart:
-    redis-py reloads a script on NOSCRIPT.
+    redis-py reloads a script on NOSCRIPT. A ``rediss://`` URL with ``ssl_fingerprint=`` is pinned
+    to that certificate, checked before AUTH (see :mod:`.redis_tls`).
     """
-    return aioredis.Redis.from_url(
+    client = aioredis.Redis.from_url(
         url,
         decode_responses=False,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
@@ -41,6 +44,10 @@ def make_redis_client(url: str, *, retries: int = 20, socket_timeout: float | No
         socket_timeout=socket_timeout,
         socket_keepalive=True,
     )
+    if pinned_fingerprint(url):
+        # rediss://...?ssl_fingerprint=HEX: only the Redis holding that certificate gets AUTH.
+        client.connection_pool.connection_class = PinnedSSLConnection
+    return client
 
 # KEYS: none. ARGV: prefix. Returns the JSON of every live node; prunes dead ids from the index.
 _LIVE = r"""
