@@ -24,7 +24,7 @@ echo "$(basename "$0") $*" >> "{log}"
 def root(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     (root / "scripts").mkdir(parents=True)
-    for name in ("_setup.sh", "run"):
+    for name in ("_setup.sh", "run", "bundle"):
         shutil.copy2(REPO / "scripts" / name, root / "scripts" / name)
     shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
     bin_dir = root / ".venv" / "bin"
@@ -85,6 +85,16 @@ def test_test_extras_after_run_install_once(root: Path) -> None:
     with (root / "pyproject.toml").open("a") as fh:
         fh.write("\n# changed\n")
     assert installs(run(root)) == [f"python -m pip install --quiet -e {root}[multilingual]"]
+
+
+def test_bundle_installs_the_bundle_extra_and_runs_the_build(root: Path) -> None:
+    log = root / "calls.log"
+    subprocess.run(["bash", str(root / "scripts" / "bundle"), "--distpath", "/x"], check=True, timeout=60,
+                   env={k: v for k, v in os.environ.items() if k != "SAYIT_DESKTOP"})
+    calls = [c.rstrip() for c in log.read_text().splitlines()]
+    extras = "bundle,mlx" if os.uname().sysname == "Darwin" and os.uname().machine == "arm64" else "bundle"
+    assert installs(calls) == [f"python -m pip install --quiet -e {root}[{extras}]"]
+    assert calls[-1] == "python installers/pyinstaller/build.py --distpath /x"
 
 
 def test_pyproject_license_is_an_spdx_string() -> None:
