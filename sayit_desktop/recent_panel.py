@@ -108,6 +108,8 @@ class RecentPanel(QWidget):
                 menu_button(button, save_menu(self.transcripts, key_of, self))
             else:
                 button.clicked.connect(lambda _=False, slot=slot: slot())
+            button.setAccessibleName({"Open": "Open the transcript", "Copy": "Copy the text",
+                                      "Save as": "Save the transcript as", "✕": "Remove from the list"}[name])
             if name == "✕":
                 button.setToolTip("Remove from this list (the node keeps the job until its retention ends)")
             row.addWidget(button)

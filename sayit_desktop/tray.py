@@ -230,8 +230,10 @@ class Tray(QObject):
     def transcribe_files(self) -> list[str]:
         """"Transcribe file…": pick one or more files; each becomes a job on the tray's node."""
         parent = self.load_window if self.load_window is not None and self.load_window.isVisible() else None
-        paths, _ = QFileDialog.getOpenFileNames(parent, "Transcribe files", str(Path.home()), AUDIO_FILTER)
+        folder = self.transcripts.settings.value("recent/folder") or str(Path.home())
+        paths, _ = QFileDialog.getOpenFileNames(parent, "Transcribe files", str(folder), AUDIO_FILTER)
         if paths:
+            self.transcripts.settings.setValue("recent/folder", str(Path(paths[0]).parent))
             self.transcripts.add_files(paths)
             if self.sup.state not in (State.RUNNING, State.STARTING):
                 self.notify("The node is not running",

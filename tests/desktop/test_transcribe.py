@@ -269,6 +269,11 @@ def test_a_file_the_node_refuses_is_shown_as_failed(tray, qtbot, node_env, tmp_p
     assert tray.messages[-1][0] == "Transcription failed"
     assert not entry.job_id
     assert tray.transcripts.settings.value(SETTINGS_KEY) in (None, "[]")  # nothing to come back to
+    # The next "Transcribe file…" opens where the last file came from; cancelling adds nothing.
+    folders = []
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a: folders.append(a[2]) or ([], ""))
+    tray.transcribe_action.trigger()
+    assert folders == [str(tmp_path)] and len(tray.transcripts.entries) == 1
     tray.stop_action.trigger()
     qtbot.waitUntil(lambda: sup.state == State.STOPPED, timeout=20_000)
 
