@@ -78,9 +78,10 @@ def setup_logging(level: str) -> Path | None:
     root = logging.getLogger()
     root.setLevel(level.upper())
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console = logging.StreamHandler()
-    console.setFormatter(fmt)
-    root.addHandler(console)
+    if sys.stderr is not None:  # None in the windowed (frozen) app on Windows and macOS
+        console = logging.StreamHandler()
+        console.setFormatter(fmt)
+        root.addHandler(console)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
     try:
         log_dir = Path(effective_settings().log_dir)
