@@ -21,7 +21,7 @@ from .config import Settings, SettingsError, load_settings
 from .jobs.transcript import FORMATS, FORMAT_ALIASES, normalise_format, render
 
 console = Console(stderr=True)
-EXTENSIONS = {"text": "txt", "json": "json", "verbose_json": "json", "srt": "srt", "vtt": "vtt"}
+EXTENSIONS = {"text": "txt", "json": "json", "verbose_json": "json", "srt": "srt", "vtt": "vtt", "diarized_json": "json"}
 
 
 def _parser() -> argparse.ArgumentParser:

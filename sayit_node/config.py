@@ -122,6 +122,8 @@ class Settings(BaseSettings):
 
     # --- SAYIT_ settings ---------------------------------------------------------------------
     model: str = Field("tiny.en", validation_alias="SAYIT_MODEL")
+    # Diarization's speaker-embedding model: "ge2e" (shipped), an .onnx path, or a hub repo id.
+    speaker_model: str = Field("ge2e", validation_alias="SAYIT_SPEAKER_MODEL")
     # "simulated" sleeps instead of transcribing: for scheduling tests and benchmarks only.
     engine: Literal["auto", "faster-whisper", "mlx", "simulated"] = Field(
         "auto", validation_alias="SAYIT_ENGINE"

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import platform
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,8 @@ class Node:
         self.service: JobService | None = None
         self.worker: ChunkWorker | None = None
         self.engine_executor: ThreadPoolExecutor | None = None
+        self._speaker_embedder = None
+        self._speaker_lock = threading.Lock()
         self.started_at = time.time()
         self.state = "starting"
         self.node_id = ""
@@ -104,7 +107,7 @@ class Node:
         self.engine_executor = ThreadPoolExecutor(s.max_concurrent_chunks + 1, thread_name_prefix="sayit-engine")
         self.worker = ChunkWorker(self.store, self.engine, self.node_id, speed=self.speed,
                                   on_job_end=self._job_ended, on_chunk_done=self._chunk_done,
-                                  executor=self.engine_executor)
+                                  executor=self.engine_executor, speaker_model=self.speaker_model)
         register_tasks(self.broker, self.worker)
         await self.broker.startup()
         self.service = JobService(
@@ -127,6 +130,19 @@ class Node:
         self.state = "up"
         log.info("%s %s (%s) ready in %s mode: %s on %s, %d parallel chunks", self.role, self.name, self.node_id,
                  self.mode, self.engine.model_name, self.engine.name, s.max_concurrent_chunks)
+
+    def speaker_model(self):
+        """The speaker embedder for diarization, loaded (or downloaded) on first use."""
+        with self._speaker_lock:
+            if self._speaker_embedder is None:
+                from .diarize.embedder import SpeakerEmbedder
+                from .diarize.models import resolve_speaker_model
+
+                name = self.settings.speaker_model
+                path = resolve_speaker_model(name, self.settings.whisper_cache_dir)
+                self._speaker_embedder = SpeakerEmbedder(path, name=name)
+                log.info("speaker model %s loaded from %s", name, path)
+            return self._speaker_embedder
 
     def _spawn(self, coro, name: str) -> None:
         self._background.append(asyncio.create_task(coro, name=name))

@@ -18,7 +18,7 @@ from .errors import ApiError
 from .limits import hold_stream
 from .models import TRANSCRIPT_RESPONSES, JobAccepted, JobList, JobView, errors, to_model
 from .responses import transcript_response, wait_and_respond
-from .uploads import check_model, parse_bool, parse_language, read_upload, submit
+from .uploads import check_model, parse_bool, parse_language, parse_speakers, read_upload, submit
 
 
 async def _job_or_404(service: JobService, job_id: str):
@@ -37,13 +37,15 @@ async def transcribe(request: Request, state: State) -> Response:
         check_model(service, upload.get("model"))
         fmt = normalise_format(upload.get("format") or upload.get("response_format"))
         if fmt is None:
-            raise ApiError(400, "'format' must be one of json, text (txt), srt, verbose_json, vtt",
+            raise ApiError(400, "'format' must be one of json, text (txt), srt, verbose_json, vtt, diarized_json",
                            "invalid_value", param="format")
         is_async = parse_bool(upload.get("async"), "async")
         words = parse_bool(upload.get("words"), "words")
         options = JobOptions(language=parse_language(service, upload.get("language")),
                              prompt=upload.get("prompt") or None, word_timestamps=words,
-                             beam_size=service.beam_size)
+                             beam_size=service.beam_size,
+                             **parse_speakers(upload, fmt == "diarized_json"
+                                              or parse_bool(upload.get("diarize"), "diarize")))
         job = await submit(service, upload, options)
     if is_async:
         body = JobAccepted(
@@ -79,7 +81,8 @@ async def get_result(state: State, job_id: str, format: str = "json") -> Respons
     service: JobService = state.node.service
     fmt = normalise_format(format)
     if fmt is None:
-        raise ApiError(400, "'format' must be one of json, text (txt), srt, verbose_json, vtt", "invalid_value",
+        raise ApiError(400, "'format' must be one of json, text (txt), srt, verbose_json, vtt, diarized_json",
+                       "invalid_value",
                        param="format")
     job = await _job_or_404(service, job_id)
     return await transcript_response(service, job, fmt, words=job.options.word_timestamps)

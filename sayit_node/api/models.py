@@ -72,12 +72,14 @@ class SegmentOut(msgspec.Struct):
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
+    speaker: str | None = None  # "Speaker 1", ... when the job was diarized
 
 
 class WordOut(msgspec.Struct):
     word: str
     start: float
     end: float
+    speaker: str | None = None
 
 
 class Transcript(msgspec.Struct, kw_only=True):
@@ -88,15 +90,19 @@ class Transcript(msgspec.Struct, kw_only=True):
     task: str | None = None
     language: str | None = None
     duration: float | None = None
+    # diarized_json segments are {type: "transcript.text.segment", id: "seg_N", start, end, text, speaker}
     segments: list[SegmentOut] | None = None
     words: list[WordOut] | None = None
+    speakers: int | None = None  # verbose_json of a diarized job: how many speakers were found
 
 
 TRANSCRIPT_RESPONSES = {
     200: ResponseSpec(
         data_container=Transcript, generate_examples=False,
-        description="The transcript: json and verbose_json as JSON; text, srt and vtt as text/plain, "
-                    "application/x-subrip and text/vtt",
+        description="The transcript: json, verbose_json and diarized_json as JSON; text, srt and vtt as "
+                    "text/plain, application/x-subrip and text/vtt. Diarized jobs (diarize=true or "
+                    "diarized_json) carry a speaker on segments and words, SRT cues 'Speaker 1: ...' "
+                    "and VTT voice tags '<v Speaker 1>'",
     ),
 }
 
@@ -123,6 +129,7 @@ class JobView(Camel):
     created_at: float  # Unix time
     started_at: float | None
     finished_at: float | None
+    diarize: bool = False  # speaker labels were asked for (they are in the result formats)
 
 
 class JobList(Camel):

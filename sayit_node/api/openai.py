@@ -11,14 +11,15 @@ from ..jobs.transcript import normalise_format
 from .errors import ApiError
 from .models import TRANSCRIPT_RESPONSES, ModelEntry, ModelList, errors
 from .responses import openai_text_stream, wait_and_respond
-from .uploads import OPENAI_MODEL_ALIAS, check_model, parse_bool, parse_language, parse_temperature, read_upload, submit
+from .uploads import (OPENAI_MODEL_ALIAS, check_model, parse_bool, parse_language, parse_speakers,
+                      parse_temperature, read_upload, submit)
 
 async def _audio_endpoint(request: Request, service: JobService, task: str) -> Response:
     async with read_upload(request, ("file",)) as upload:
         check_model(service, upload.get("model"))
         fmt = normalise_format(upload.get("response_format"))
         if fmt is None:
-            raise ApiError(400, "'response_format' must be one of json, text, srt, verbose_json, vtt",
+            raise ApiError(400, "'response_format' must be one of json, text, srt, verbose_json, vtt, diarized_json",
                            "invalid_value", param="response_format")
         granularities = upload.get_all("timestamp_granularities[]") + upload.get_all("timestamp_granularities")
         for granularity in granularities:
@@ -35,6 +36,8 @@ async def _audio_endpoint(request: Request, service: JobService, task: str) -> R
             temperature=parse_temperature(upload.get("temperature")),
             word_timestamps="word" in granularities,
             beam_size=service.beam_size,
+            # diarized_json implies diarization; diarize=true adds speakers to the other formats.
+            **parse_speakers(upload, fmt == "diarized_json" or parse_bool(upload.get("diarize"), "diarize")),
         )
         job = await submit(service, upload, options)
     if stream:

@@ -106,6 +106,35 @@ def parse_temperature(value: str | None) -> float:
     return temperature
 
 
+MAX_SPEAKERS = 20
+
+
+def _parse_count(value: str | None, name: str) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    try:
+        count = int(value.strip())
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_SPEAKERS:
+        raise ApiError(400, f"'{name}' must be a whole number from 1 to {MAX_SPEAKERS}", "invalid_value", param=name)
+    return count
+
+
+def parse_speakers(upload: "Upload", diarize: bool) -> dict:
+    """JobOptions fields for diarization: diarize, speakers, min_speakers, max_speakers."""
+    speakers = _parse_count(upload.get("speakers") or upload.get("num_speakers"), "speakers")
+    low = _parse_count(upload.get("min_speakers"), "min_speakers")
+    high = _parse_count(upload.get("max_speakers"), "max_speakers")
+    if low and high and low > high:
+        raise ApiError(400, "'min_speakers' must not be larger than 'max_speakers'", "invalid_value",
+                       param="min_speakers")
+    if not diarize and (speakers or low or high):
+        raise ApiError(400, "speaker counts need diarization: add diarize=true (or response_format=diarized_json)",
+                       "invalid_value", param="diarize")
+    return {"diarize": diarize, "speakers": speakers, "min_speakers": low, "max_speakers": high}
+
+
 def parse_language(service: JobService, value: str | None) -> str | None:
     if value is None or value.strip() == "" or value.strip().lower() == "auto":
         return None

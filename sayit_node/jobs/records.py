@@ -56,6 +56,10 @@ class JobOptions:
     temperature: float = 0.0
     word_timestamps: bool = False
     beam_size: int = 5
+    diarize: bool = False  # speaker labels: embeddings per chunk, clustering once per job
+    speakers: int | None = None  # exact speaker count, if the client knows it
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -22,7 +22,7 @@ from ..engines.base import SAMPLE_RATE, Engine, check_language, check_task
 from .admission import QueueFull, QueuedAudio
 from .records import TERMINAL, ChunkRecord, JobOptions, JobRecord, new_job_id
 from .store import JobStore, StoreFull
-from .transcript import Transcript, stitch
+from .transcript import Transcript, diarize_transcript, stitch
 from .worker import SpeedMeter
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class JobService:
         self.default_language = default_language
         self.beam_size = beam_size
         self.speed = speed
+        self._diarized: dict[str, tuple] = {}  # job id -> (segment speakers, word speakers, count)
         self.on_submitted = on_submitted
         self.live_models: Callable[[], Awaitable[set[str]]] | None = None  # set by a federated node
 
@@ -160,8 +161,22 @@ class JobService:
 
     async def transcript(self, job: JobRecord, *, prefix_only: bool = False) -> Transcript:
         chunks = await self.store.chunks(job.id)
-        return stitch(chunks, language=job.language, duration=job.duration, task=job.options.task,
-                      prefix_only=prefix_only)
+        t = stitch(chunks, language=job.language, duration=job.duration, task=job.options.task,
+                   prefix_only=prefix_only)
+        if job.options.diarize and not prefix_only and job.status == "completed":
+            # Clustering runs once per finished job on this node (cached): it is deterministic
+            # from the stored windows, so every node labels a job the same way.
+            labels = self._diarized.get(job.id)
+            if labels is None or len(labels[0]) != len(t.segments):
+                o = job.options
+                await asyncio.to_thread(diarize_transcript, t, speakers=o.speakers, min_speakers=o.min_speakers,
+                                        max_speakers=o.max_speakers)
+                self._diarized[job.id] = (t.speakers, t.word_speakers, t.speaker_count)
+                while len(self._diarized) > 64:
+                    self._diarized.pop(next(iter(self._diarized)))
+            else:
+                t.speakers, t.word_speakers, t.speaker_count = labels
+        return t
 
     def estimate_seconds(self, audio_seconds: float) -> float:
         speed = self.speed.speed() or INITIAL_SPEED_GUESS
@@ -207,6 +222,7 @@ class JobService:
             "createdAt": job.created_at,
             "startedAt": job.started_at,
             "finishedAt": job.finished_at,
+            "diarize": job.options.diarize,
         }
 
 

@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..diarize import Windows, diarize, label_span, split_result
 from ..engines.base import SAMPLE_RATE, Segment
 from .records import CHUNK_DONE, ChunkRecord
 
-FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 FORMAT_ALIASES = {"txt": "text"}
 MEDIA_TYPES = {
     "json": "application/json",
@@ -22,6 +23,7 @@ MEDIA_TYPES = {
     "text": "text/plain; charset=utf-8",
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
+    "diarized_json": "application/json",
 }
 
 
@@ -39,6 +41,16 @@ class Transcript:
     language: str | None = None
     duration: float = 0.0
     task: str = "transcribe"
+    # Diarization: each chunk's speaker windows (cores in job time), then a label per segment
+    # (and per word of each segment) once `diarize_transcript` ran.
+    windows: list = field(default_factory=list)
+    speakers: list[str | None] | None = None
+    word_speakers: list[list[str | None]] | None = None
+    speaker_count: int = 0
+
+    @property
+    def diarized(self) -> bool:
+        return self.speakers is not None
 
     @property
     def text(self) -> str:
@@ -58,7 +70,10 @@ def stitch(chunks: list[ChunkRecord], *, language: str | None, duration: float, 
                 break
             continue
         offset = chunk.start / SAMPLE_RATE
-        for data in chunk.segments:
+        segments, windows = split_result(chunk.segments)
+        if windows is not None:
+            out.windows.append(Windows([(a + offset, b + offset) for a, b in windows.cores], windows.embeddings))
+        for data in segments:
             segment = Segment.from_dict(data).shifted(offset)
             # Never let a segment spill past its chunk (Whisper sometimes rounds up to 30 s).
             end = min(segment.end, chunk.end / SAMPLE_RATE)
@@ -67,6 +82,16 @@ def stitch(chunks: list[ChunkRecord], *, language: str | None, duration: float, 
             out.segments.append(_with_end(segment, end))
             out.seeks.append(int(round(offset * 100)))
     return out
+
+
+def diarize_transcript(t: Transcript, *, speakers: int | None = None, min_speakers: int | None = None,
+                       max_speakers: int | None = None) -> Transcript:
+    """Cluster the job's speaker windows once and label every segment and word (in place)."""
+    result = diarize(t.windows, speakers=speakers, min_speakers=min_speakers, max_speakers=max_speakers)
+    t.speakers = [label_span(s.start, s.end, result.timeline) for s in t.segments]
+    t.word_speakers = [[label_span(w.start, w.end, result.timeline) for w in (s.words or [])] for s in t.segments]
+    t.speaker_count = len({x for x in t.speakers if x})
+    return t
 
 
 def _with_end(segment: Segment, end: float) -> Segment:
@@ -96,15 +121,23 @@ def to_srt(t: Transcript) -> str:
     for i, s in enumerate(t.segments, start=1):
         start = format_timestamp(s.start, True, ",")
         end = format_timestamp(s.end, True, ",")
-        blocks.append(f"{i}\n{start} --> {end}\n{_cue_text(s.text)}\n\n")
+        text = _cue_text(s.text)
+        speaker = t.speakers[i - 1] if t.speakers else None
+        if speaker:
+            text = f"{speaker}: {text}"
+        blocks.append(f"{i}\n{start} --> {end}\n{text}\n\n")
     return "".join(blocks)
 
 
 def to_vtt(t: Transcript) -> str:
     # Like openai-whisper's WriteVTT: "WEBVTT", a blank line, then cues each ending with one.
     lines = ["WEBVTT\n\n"]
-    for s in t.segments:
-        lines.append(f"{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{_cue_text(s.text)}\n\n")
+    for i, s in enumerate(t.segments):
+        text = _cue_text(s.text)
+        speaker = t.speakers[i] if t.speakers else None
+        if speaker:
+            text = f"<v {speaker}>{text}"
+        lines.append(f"{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{text}\n\n")
     return "".join(lines)
 
 
@@ -130,13 +163,34 @@ def to_verbose_json(t: Transcript, *, words: bool = False) -> dict[str, Any]:
             for i, (s, seek) in enumerate(zip(t.segments, t.seeks))
         ],
     }
+    if t.speakers is not None:
+        for segment, speaker in zip(body["segments"], t.speakers):
+            segment["speaker"] = speaker
+        body["speakers"] = t.speaker_count
     if words:
-        body["words"] = [
-            {"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
-            for s in t.segments
-            for w in (s.words or [])
-        ]
+        body["words"] = []
+        for i, s in enumerate(t.segments):
+            for j, w in enumerate(s.words or []):
+                word = {"word": w.word.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
+                if t.word_speakers is not None:
+                    word["speaker"] = t.word_speakers[i][j]
+                body["words"].append(word)
     return body
+
+
+def to_diarized_json(t: Transcript) -> dict[str, Any]:
+    """OpenAI's `diarized_json`: segments with speaker, start, end, text."""
+    speakers = t.speakers or [None] * len(t.segments)
+    return {
+        "task": t.task,
+        "duration": round(t.duration, 3),
+        "text": t.text,
+        "segments": [
+            {"type": "transcript.text.segment", "id": f"seg_{i}", "start": round(s.start, 3), "end": round(s.end, 3),
+             "text": s.text.strip(), "speaker": speaker}
+            for i, (s, speaker) in enumerate(zip(t.segments, speakers))
+        ],
+    }
 
 
 def render(t: Transcript, fmt: str, *, words: bool = False) -> str:
@@ -149,6 +203,8 @@ def render(t: Transcript, fmt: str, *, words: bool = False) -> str:
         return to_vtt(t)
     if fmt == "verbose_json":
         return json.dumps(to_verbose_json(t, words=words), ensure_ascii=False)
+    if fmt == "diarized_json":
+        return json.dumps(to_diarized_json(t), ensure_ascii=False)
     if fmt == "json":
         return json.dumps({"text": t.text}, ensure_ascii=False)
     raise ValueError(f"unknown format {fmt}")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from taskiq import AsyncBroker, TaskiqDepends, TaskiqState
 
-from ..audio import from_pcm16
+from ..audio import from_pcm16, speech_regions
+from ..diarize import pack_windows
 from ..engines.base import SAMPLE_RATE, Engine, EngineError, TranscribeOptions
 from ..queue import CHUNK_TASK_NAME
 from .store import JobStore
@@ -65,6 +66,9 @@ class ChunkWorker:
     on_job_end: Callable[[object], None] | None = None
     on_chunk_done: Callable[[float, float], None] | None = None  # (audio seconds, wall seconds)
     executor: Executor | None = None  # where the engine runs (None: the default pool)
+    # Diarization: returns the node's speaker embedder (loaded on first use; may raise
+    # ModelNotAvailable, which fails the chunk like an engine error).
+    speaker_model: Callable[[], object] | None = None
     _running: set[asyncio.Task] = field(default_factory=set)
 
     @property
@@ -102,8 +106,13 @@ class ChunkWorker:
         started = time.monotonic()
         try:
             # The engine's own threads: a busy engine never starves the default pool (decode, SQLite).
-            segments = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.engine.transcribe, samples, options)
+            loop = asyncio.get_running_loop()
+            segments = await loop.run_in_executor(self.executor, self.engine.transcribe, samples, options)
+            result = [s.to_dict() for s in segments]
+            if work.options.diarize:
+                # Same pool as the engine: onnxruntime (1 thread) never races CTranslate2 for cores.
+                windows = await loop.run_in_executor(self.executor, self._speaker_windows, samples)
+                result.append(pack_windows(windows))
         except asyncio.CancelledError:
             await self.store.release_chunk(job_id, index)
             raise
@@ -116,10 +125,17 @@ class ChunkWorker:
             self.speed.record(len(samples) / SAMPLE_RATE, busy)
             if self.on_chunk_done:
                 self.on_chunk_done(len(samples) / SAMPLE_RATE, busy)
-            job = await self.store.complete_chunk(job_id, index, [s.to_dict() for s in segments])
+            job = await self.store.complete_chunk(job_id, index, result)
             log.debug("chunk %s/%d done in %.2fs (%d segments)", job_id, index, busy, len(segments))
         if job is not None and job.status in ("completed", "failed") and self.on_job_end:
             self.on_job_end(job)
+
+
+    def _speaker_windows(self, samples):
+        if self.speaker_model is None:
+            raise EngineError("this node has no speaker model for diarization")
+        embedder = self.speaker_model()
+        return embedder.embed_chunk(samples, speech_regions(samples))
 
 
 async def transcribe_chunk(job_id: str, chunk_index: int, state: TaskiqState = TaskiqDepends()) -> None:

@@ -25,7 +25,12 @@ def main() -> None:
 
     started = time.monotonic()
     try:
-        path = resolve_model(args["name"], args["cache"], download=args.get("download", True))
+        if args.get("kind") == "speaker":
+            from sayit_node.diarize.models import resolve_speaker_model
+
+            path = resolve_speaker_model(args["name"], args["cache"])
+        else:
+            path = resolve_model(args["name"], args["cache"], download=args.get("download", True))
         result = {"path": str(path)}
     except ModelNotAvailable as exc:
         result = {"error": type(exc).__name__, "message": str(exc)}
