@@ -120,9 +120,14 @@ class SettingsDialog(QDialog):
         self.show_secret = QCheckBox("Show")
         self.show_secret.toggled.connect(lambda on: self.secret.setEchoMode(
             QLineEdit.EchoMode.Normal if on else QLineEdit.EchoMode.Password))
+        self.generate_secret_button = QPushButton("Generate")
+        self.generate_secret_button.setToolTip("A new secret of 7 random words (~90 bits); "
+                                               "give every node of the cluster the same one")
+        self.generate_secret_button.clicked.connect(self.generate_secret)
         secret_row = QHBoxLayout()
         secret_row.addWidget(self.secret, 1)
         secret_row.addWidget(self.show_secret)
+        secret_row.addWidget(self.generate_secret_button)
         self.redis_host = QRadioButton("Host it here")
         self.redis_url_mode = QRadioButton("Use a URL")
         self.redis_auto = QRadioButton("Find automatically")
@@ -301,6 +306,12 @@ class SettingsDialog(QDialog):
         d.notify_jobs = self.notify_jobs.isChecked()
         d.notify_peers = self.notify_peers.isChecked()
         return d
+
+    def generate_secret(self) -> None:
+        from sayit_node.passphrase import generate_secret
+
+        self.secret.setText(generate_secret())
+        self.show_secret.setChecked(True)  # it has to be copied to the other nodes
 
     def generate_key(self) -> None:
         text = self.api_keys.toPlainText().rstrip()

@@ -289,6 +289,13 @@ def validate(values: Mapping[str, Any]) -> dict[str, str]:
     if secret is not None:
         if not isinstance(secret, str) or len(secret) < 8 or any(ch.isspace() for ch in secret):
             errors["cluster_secret"] = "The cluster secret needs at least 8 characters and no spaces."
+        else:
+            from sayit_node.passphrase import MIN_BITS, estimated_bits
+
+            bits = estimated_bits(secret)
+            if bits < MIN_BITS:
+                errors["cluster_secret"] = (f"This secret is too easy to guess (about {bits:.0f} bits, "
+                                            f"{MIN_BITS:.0f} needed): press Generate.")
     url = values.get("redis_url")
     if url is not None:
         if not isinstance(url, str) or not re.match(r"^(redis|rediss|unix)://\S+$", url):

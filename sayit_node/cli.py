@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--api-key", help="API key (default: the first of SAYIT_API_KEYS)")
         cmd.add_argument("--json", action="store_true", help="print JSON for programs")
 
+    secret = sub.add_parser("secret", help="print a new cluster secret (7 random words, ~90 bits)",
+                            description="Print a new cluster secret for SAYIT_CLUSTER_SECRET: 7 words from the "
+                                        "EFF large wordlist (~90 bits). Give every node of the cluster the same one.")
+    secret.add_argument("--redis-password", action="store_true",
+                        help="instead, print the password of the hosted Redis derived from this node's "
+                             "SAYIT_CLUSTER_SECRET (for a hand-written REDIS_URL)")
     sub.add_parser("convert-model", help="convert a CTranslate2 Whisper model into an MLX model", add_help=False)
     return parser
 
@@ -89,19 +95,42 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+def _checked(settings: Settings) -> Settings:
+    """A weak cluster secret stops the node before it starts (one line, see passphrase.py)."""
+    from .passphrase import secret_problem
+
+    problem = secret_problem(settings.cluster_secret)
+    if problem:
+        raise SettingsError(problem)
+    return settings
+
+
 def run(args) -> int:
+    if args.command == "secret":
+        if args.redis_password:
+            from .federation.cluster_keys import derive_redis_password
+
+            password = derive_redis_password(load_settings().cluster_secret)
+            if password is None:
+                raise SettingsError("no cluster secret set (SAYIT_CLUSTER_SECRET): an open cluster's Redis has no password")
+            print(password)
+            return 0
+        from .passphrase import generate_secret
+
+        print(generate_secret())
+        return 0
     if args.command == "serve":
         from .server import serve
 
-        serve(load_settings(host=args.host, port=args.port, model=args.model, engine=args.engine,
-                            cluster_secret=args.cluster_secret, host_redis=args.host_redis,
-                            redis_url=args.redis_url))
+        serve(_checked(load_settings(host=args.host, port=args.port, model=args.model, engine=args.engine,
+                                     cluster_secret=args.cluster_secret, host_redis=args.host_redis,
+                                     redis_url=args.redis_url)))
         return 0
     if args.command == "worker":
         from .server import run_worker
 
-        run_worker(load_settings(model=args.model, engine=args.engine, redis_url=args.redis_url,
-                                 max_concurrent_chunks=args.concurrency, discovery=False))
+        run_worker(_checked(load_settings(model=args.model, engine=args.engine, redis_url=args.redis_url,
+                                          max_concurrent_chunks=args.concurrency, discovery=False)))
         return 0
     return {"peers": peers, "transcribe": transcribe, "status": status}[args.command](args)
 

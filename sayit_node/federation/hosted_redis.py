@@ -127,7 +127,8 @@ class HostedRedis:
                     raise RedisUnavailable(f"redis-server exited with {self.proc.returncode} (port {self.port} taken, or built without TLS?)")
                 try:
                     await client.ping()
-                    log.info("hosting Redis on %s:%d (AOF, noeviction)", self.bind_host, self.port)
+                    log.info("hosting Redis on %s:%d (TLS only, certificate sha256 %s; AOF, noeviction)",
+                             self.bind_host, self.port, self.cert_fingerprint)
                     return
                 except Exception:
                     await asyncio.sleep(0.1)

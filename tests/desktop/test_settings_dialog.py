@@ -42,12 +42,15 @@ def test_loads_the_file(node_env, qtbot):
     assert d.values()["host"] == "0.0.0.0"
 
 
+STRONG = "violin-ranger-crisply-outdoors-geology-unpaved-sixtieth"
+
+
 def test_round_trip_through_the_file(dialog, node_env, qtbot):
     dialog.port.setValue(4242)
     dialog.model.setCurrentText("base")
     dialog.language.setCurrentIndex(dialog.language.findData("fr"))
     dialog.chunks.setValue(2)
-    dialog.secret.setText("my-cluster-secret")
+    dialog.secret.setText(STRONG)
     dialog.redis_host.setChecked(True)
     dialog.api_keys.setPlainText("first-key-1\n\n  second-key-2  \n")
     dialog.notify_peers.setChecked(False)
@@ -57,7 +60,7 @@ def test_round_trip_through_the_file(dialog, node_env, qtbot):
     assert doc["model"] == "base"
     assert doc["language"] == "fr"
     assert doc["max_concurrent_chunks"] == 2
-    assert doc["cluster_secret"] == "my-cluster-secret"
+    assert doc["cluster_secret"] == STRONG
     assert doc["host_redis"] is True and "redis_url" not in doc
     assert doc["api_keys"] == ["first-key-1", "second-key-2"]
     assert doc["desktop"]["notify_peers"] is False and doc["desktop"]["start_node_on_launch"] is True
@@ -101,6 +104,18 @@ def test_invalid_input_is_refused_and_nothing_is_written(dialog, node_env):
     assert node_env.config.read_text() == before
     dialog.buttons.accepted.emit()  # Save button: stays open
     assert dialog.result() == 0
+
+
+def test_weak_secret_refused_generated_secret_accepted(dialog, node_env):
+    dialog.secret.setText("correct-horse-battery-staple")  # 8+ characters, no spaces, but guessable
+    assert dialog.save() is False
+    assert "too easy to guess" in dialog.errors["cluster_secret"] and "Generate" in dialog.errors["cluster_secret"]
+    assert "cluster_secret" not in read(node_env)
+    dialog.generate_secret_button.click()
+    generated = dialog.secret.text()
+    assert len(generated.split("-")) == 7 and dialog.show_secret.isChecked()
+    assert dialog.save() is True
+    assert read(node_env)["cluster_secret"] == generated
 
 
 def test_english_only_model_refuses_another_language(dialog):

@@ -105,7 +105,7 @@ def test_unreadable_file_is_a_config_error(node_env):
 
 def test_validate_accepts_good_values():
     assert validate(GOOD) == {}
-    assert validate({**GOOD, "language": None, "cluster_secret": "s3cret-value",
+    assert validate({**GOOD, "language": None, "cluster_secret": "violin-ranger-crisply-outdoors-geology-unpaved-sixtieth",
                      "redis_url": "redis://10.0.0.5:6379/0", "api_keys": ["abcdefgh1"]}) == {}
 
 
@@ -118,6 +118,7 @@ def test_validate_accepts_good_values():
     ({"max_concurrent_chunks": 0}, "max_concurrent_chunks"),
     ({"cluster_secret": "short"}, "cluster_secret"),
     ({"cluster_secret": "has a space"}, "cluster_secret"),
+    ({"cluster_secret": "correct-horse-battery-staple"}, "cluster_secret"),  # guessable
     ({"redis_url": "http://x"}, "redis_url"),
     ({"redis_url": "redis://h:6379", "host_redis": True}, "redis_url"),
     ({"api_keys": ["a,b-cdefgh"]}, "api_keys"),
