@@ -40,7 +40,8 @@ sayit_setup() {
     if [ ! -f "$stamp" ] || [ "$(cut -d' ' -f1 "$stamp")" != "$hash" ] || [ -n "$missing" ]; then
         echo "==> installing SayIt${extras:+ [$extras]} into $VENV"
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet -e "$ROOT${extras:+[$extras]}"
+        # -qq: errors only (pip 26 otherwise relays setuptools' notes about editable installs)
+        "$VENV/bin/python" -m pip install -qq -e "$ROOT${extras:+[$extras]}"
         sayit_install_mlx "$extras"
         local all="$have${have:+,}$extras"
         echo "$hash $(echo "$all" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)" > "$stamp"

@@ -31,7 +31,8 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 EXE = ".exe" if os.name == "nt" else ""
 
-pytestmark = pytest.mark.slow
+# The first test also builds the bundle (a few minutes cold on 2 cores).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 TEXT = ("The quick brown fox jumps over the lazy dog near the river bank. "
         "Speech recognition turns spoken words into written text for people who need it.")

@@ -47,12 +47,12 @@ def run(root: Path, *args: str, **env: str) -> list[str]:
 
 
 def installs(calls: list[str]) -> list[str]:
-    return [c for c in calls if c.startswith("python -m pip install --quiet -e")]
+    return [c for c in calls if c.startswith("python -m pip install -qq -e")]
 
 
 def test_run_installs_the_headless_node_and_starts_it(root: Path) -> None:
     calls = run(root, "--port", "3100")
-    assert installs(calls) == [f"python -m pip install --quiet -e {root}[multilingual]"]
+    assert installs(calls) == [f"python -m pip install -qq -e {root}[multilingual]"]
     assert calls[-1] == "sayit-node serve --port 3100"
     assert not any("desktop" in c or "PySide6" in c for c in calls)
     # Nothing changed: nothing is installed again.
@@ -62,7 +62,7 @@ def test_run_installs_the_headless_node_and_starts_it(root: Path) -> None:
 def test_run_desktop_flag_and_env_start_the_tray(root: Path) -> None:
     run(root)
     calls = run(root, "--desktop")
-    assert installs(calls) == [f"python -m pip install --quiet -e {root}[desktop,multilingual]"]
+    assert installs(calls) == [f"python -m pip install -qq -e {root}[desktop,multilingual]"]
     assert calls[-1] == "sayit-desktop"
     assert run(root, SAYIT_DESKTOP="1") == ["sayit-desktop"]
     # Going back to a headless node after the desktop install needs no install either.
@@ -79,12 +79,12 @@ def test_test_extras_after_run_install_once(root: Path) -> None:
     script = f'source "{root}/scripts/_setup.sh"; sayit_setup "desktop,multilingual,test"'
     subprocess.run(["bash", "-c", script], check=True, timeout=60)
     calls = [c.rstrip() for c in log.read_text().splitlines()]
-    assert installs(calls) == [f"python -m pip install --quiet -e {root}[desktop,multilingual,test]"]
+    assert installs(calls) == [f"python -m pip install -qq -e {root}[desktop,multilingual,test]"]
     assert run(root) == ["sayit-node serve"]
     # A changed pyproject.toml installs again.
     with (root / "pyproject.toml").open("a") as fh:
         fh.write("\n# changed\n")
-    assert installs(run(root)) == [f"python -m pip install --quiet -e {root}[multilingual]"]
+    assert installs(run(root)) == [f"python -m pip install -qq -e {root}[multilingual]"]
 
 
 def test_bundle_installs_the_bundle_extra_and_runs_the_build(root: Path) -> None:
@@ -93,7 +93,7 @@ def test_bundle_installs_the_bundle_extra_and_runs_the_build(root: Path) -> None
                    env={k: v for k, v in os.environ.items() if k != "SAYIT_DESKTOP"})
     calls = [c.rstrip() for c in log.read_text().splitlines()]
     extras = "bundle,mlx" if os.uname().sysname == "Darwin" and os.uname().machine == "arm64" else "bundle"
-    assert installs(calls) == [f"python -m pip install --quiet -e {root}[{extras}]"]
+    assert installs(calls) == [f"python -m pip install -qq -e {root}[{extras}]"]
     assert calls[-1] == "python installers/pyinstaller/build.py --distpath /x"
 
 
