@@ -115,6 +115,15 @@ class PeakRss:
         return (self.peak - self.before) / 2**20
 
 
+def assert_schema(client: httpx.Client, path: str, method: str, status: int, body) -> None:
+    """`body` validates against the node's own OpenAPI for that route and status."""
+    import jsonschema
+
+    spec = client.get("/schema/openapi.json").json()
+    content = spec["paths"][path][method]["responses"][str(status)]["content"]
+    jsonschema.validate(body, {**content["application/json"]["schema"], "components": spec["components"]})
+
+
 def submit_job(client: httpx.Client, path: Path) -> str:
     """Upload `path` as an async job; returns its id."""
     response = client.post("/api/transcribe", files={"audio": path.open("rb")}, data={"async": "true"})

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from openai import OpenAI
 
-from tests.conftest import NodeProcess
+from tests.conftest import NodeProcess, assert_schema
 from tests.speech import duration_of, wer
 
 
@@ -311,6 +311,7 @@ def test_duration_limit_is_413_before_work(node_factory, minute_speech):
         # Minutes, as the limit; with its fraction (the speech is not exactly a whole minute).
         assert body["duration"] == pytest.approx(duration_of(path) / 60, abs=0.002)
         assert body["duration"] != round(body["duration"])
+        assert_schema(client, "/v1/audio/transcriptions", "post", 413, body)
         assert client.get("/api/queue-status").json()["jobs"]["queued"] == 0
         assert client.get("/api/jobs").json()["jobs"] == []
 
@@ -321,6 +322,7 @@ def test_upload_size_limit_is_413(node_factory):
         response = client.post("/api/transcribe", files={"audio": ("big.wav", _wav_bytes(60))})
         assert response.status_code == 413 and _error(response)["code"] == "upload_too_large"
         assert "limit of 1 MB" in _error(response)["message"]
+        assert_schema(client, "/api/transcribe", "post", 413, response.json())
         small = client.post("/api/transcribe", files={"audio": ("small.wav", _wav_bytes(20))})
         assert small.status_code == 200
     assert _temp_files(node) == []

@@ -115,3 +115,64 @@ def test_unknown_language_says_so(node, short_speech, route):
         # A real language the English-only model cannot do is a different, also clear, answer.
         response = client.post(route, files={field: path.open("rb")}, data={"language": "de"})
         assert response.status_code == 400 and response.json()["error"]["code"] == "unsupported_language"
+
+
+# --- every route: walk the whole OpenAPI document ------------------------------------------------
+
+# Everything the node serves; the web page, its static files and /metrics are not API.
+SCHEMA_ROUTES = {
+    ("/v1/audio/transcriptions", "post"), ("/v1/audio/translations", "post"), ("/v1/models", "get"),
+    ("/api/transcribe", "post"), ("/api/jobs", "get"), ("/api/jobs/{job_id}", "get"),
+    ("/api/jobs/{job_id}", "delete"), ("/api/jobs/{job_id}/result", "get"), ("/api/jobs/{job_id}/events", "get"),
+    ("/api/health", "get"), ("/api/diagnose", "get"), ("/api/queue-status", "get"), ("/api/nodes", "get"),
+    ("/api/shutdown", "post"),
+}
+ERROR_MODELS = {"ErrorBody", "AudioTooLongBody", "BusyBody"}
+
+
+def _resolve(spec: dict, schema: dict) -> dict:
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        assert ref.startswith("#/components/schemas/"), ref
+        schema = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]  # KeyError: a dangling $ref
+    return schema
+
+
+def _refs(node) -> list[str]:
+    if isinstance(node, dict):
+        return ([node["$ref"]] if "$ref" in node else []) + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def test_openapi_every_route_describes_every_response_body(spec):
+    operations = {(path, method): op for path, ops in spec["paths"].items()
+                  for method, op in ops.items() if method in ("get", "post", "put", "patch", "delete")}
+    assert set(operations) == SCHEMA_ROUTES
+    for ref in _refs(spec):  # no dangling reference anywhere
+        _resolve(spec, {"$ref": ref})
+    for (path, method), op in operations.items():
+        where = f"{method.upper()} {path}"
+        responses = op["responses"]
+        assert any(s.startswith("2") for s in responses), where
+        for status, response in responses.items():
+            content = response.get("content")
+            assert content, f"{where} {status}: no body described"
+            for media_type, body in content.items():
+                schema = _resolve(spec, body["schema"])
+                assert schema.get("type") or schema.get("enum") or schema.get("properties"), \
+                    f"{where} {status} {media_type}: an empty schema"
+                if status.startswith(("4", "5")):
+                    assert body["schema"]["$ref"].rsplit("/", 1)[-1] in ERROR_MODELS, f"{where} {status}"
+                    assert "error" in schema["required"]
+        if method in ("post", "delete") and path != "/api/shutdown":  # the Origin guard may refuse it
+            assert "403" in responses, where
+    # A stream says so, and what its events carry.
+    events = operations[("/api/jobs/{job_id}/events", "get")]["responses"]["200"]["content"]
+    assert list(events) == ["text/event-stream"]
+    assert events["text/event-stream"]["schema"]["$ref"].endswith("/JobView")
+    for path in ("/v1/audio/transcriptions", "/api/transcribe", "/api/jobs/{job_id}/events"):
+        method = "get" if path.endswith("events") else "post"
+        assert "429" in operations[(path, method)]["responses"], path
+

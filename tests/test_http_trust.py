@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import NodeProcess
+from tests.conftest import NodeProcess, assert_schema
 
 EVIL = "http://evil.example"
 
@@ -238,6 +238,7 @@ def test_queued_audio_is_bounded_per_client_and_per_node(bounded, short_speech):
             assert error["code"] == "queue_full" and error["type"] == "rate_limit_error"
             assert int(response.headers["Retry-After"]) >= 1
             assert "SAYIT_MAX_QUEUED_MINUTES" in error["message"]
+            assert_schema(client, "/api/transcribe", "post", 429, response.json())
         assert accepted["alice"] and accepted["bob"]
         # Alice and Bob together have reached the node's bound: Carol, new, is refused too.
         response = _submit(client, path, "carol")

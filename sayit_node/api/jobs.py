@@ -16,7 +16,7 @@ from ..jobs.service import JobService
 from ..jobs.transcript import normalise_format
 from .errors import ApiError
 from .limits import hold_stream
-from .models import TRANSCRIPT_RESPONSES, JobAccepted, JobList, JobView, errors, to_model
+from .models import TRANSCRIPT_RESPONSES, JobAccepted, JobList, JobView, errors, event_stream, to_model
 from .responses import transcript_response, wait_and_respond
 from .uploads import check_model, parse_bool, parse_language, parse_speakers, read_upload, submit
 
@@ -30,7 +30,7 @@ async def _job_or_404(service: JobService, job_id: str):
 
 @post("/api/transcribe", status_code=200, summary="Transcribe an upload (field 'audio'); async=true returns a job",
       responses={**TRANSCRIPT_RESPONSES, 202: ResponseSpec(JobAccepted, description="async=true: the job"),
-                 **errors(400, 401, 404, 413, 503)})
+                 **errors(400, 401, 403, 404, 413, 429, 503)})
 async def transcribe(request: Request, state: State) -> Response:
     service: JobService = state.node.service
     async with read_upload(request, ("audio", "file")) as upload:
@@ -91,7 +91,9 @@ async def get_result(state: State, job_id: str, format: str = "json") -> Respons
 @get("/api/jobs/{job_id:str}/events",
      summary="Server-sent events until the job ends: 'progress' (data: a JobView), then 'completed', "
              "'failed' or 'cancelled' (data: {jobId, status})",
-     responses=errors(400, 401, 404))
+     responses={200: event_stream(JobView, "text/event-stream: each 'data' is a JSON JobView ('progress'), "
+                                           "the last one {jobId, status}"),
+                **errors(400, 401, 404, 429)})
 async def job_events(state: State, job_id: str) -> ServerSentEvent:
     service: JobService = state.node.service
     await _job_or_404(service, job_id)
@@ -107,7 +109,7 @@ async def job_events(state: State, job_id: str) -> ServerSentEvent:
 
 @delete("/api/jobs/{job_id:str}", status_code=200,
         summary="Cancel or delete a job: its audio, segments and transcript are deleted at once",
-        responses=errors(400, 401, 404))
+        responses=errors(400, 401, 403, 404))
 async def cancel_job(state: State, job_id: str) -> JobView:
     service: JobService = state.node.service
     await _job_or_404(service, job_id)

@@ -41,21 +41,36 @@ class ErrorBody(msgspec.Struct):
 
 
 class AudioTooLongBody(ErrorBody, kw_only=True, rename="camel"):
-    """413 audio_too_long: the error plus both durations in minutes (the unit of the setting)."""
+    """413: upload_too_large states the size limit in its message; audio_too_long adds both
+    durations in minutes (the unit of the setting), the audio's with its fraction."""
 
-    duration: float
-    max_duration: float
+    duration: float | None = None
+    max_duration: float | None = None
+
+
+class BusyBody(ErrorBody, kw_only=True, rename="camel"):
+    """429 (with Retry-After): queue_full adds the audio minutes waiting and the limit;
+    too_many_uploads and too_many_streams carry the error only."""
+
+    queued_minutes: float | None = None
+    max_queued_minutes: float | None = None
+
+
+_ERROR_BODIES = {
+    413: (AudioTooLongBody, " (upload_too_large or audio_too_long; the message states the limit; audio_too_long "
+                           "adds duration and maxDuration in minutes)"),
+    429: (BusyBody, " (rate_limit_error, with a Retry-After header; queue_full adds queuedMinutes and "
+                    "maxQueuedMinutes)"),
+}
 
 
 def errors(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI response specs for the error statuses a route can answer with."""
     specs = {}
     for status in statuses:
-        body = AudioTooLongBody if status == 413 else ErrorBody
+        body, more = _ERROR_BODIES.get(status, (ErrorBody, ""))
         specs[status] = ResponseSpec(data_container=body, generate_examples=False,
-                                     description="An OpenAI-shaped error" + (
-                                         " (audio_too_long adds duration and maxDuration in minutes)"
-                                         if status == 413 else ""))
+                                     description="An OpenAI-shaped error" + more)
     return specs
 
 
@@ -94,6 +109,12 @@ class Transcript(msgspec.Struct, kw_only=True):
     segments: list[SegmentOut] | None = None
     words: list[WordOut] | None = None
     speakers: int | None = None  # verbose_json of a diarized job: how many speakers were found
+
+
+# Server-sent events: `event: progress` with a JobView as data, then one closing event.
+def event_stream(data: type, description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=data, generate_examples=False, media_type="text/event-stream",
+                        description=description)
 
 
 TRANSCRIPT_RESPONSES = {

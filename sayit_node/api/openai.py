@@ -46,14 +46,14 @@ async def _audio_endpoint(request: Request, service: JobService, task: str) -> R
 
 
 @post("/v1/audio/transcriptions", status_code=200, summary="Transcribe audio (OpenAI-compatible)",
-      responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 404, 413, 503)})
+      responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 403, 404, 413, 429, 503)})
 async def transcriptions(request: Request, state: State) -> Response:
     return await _audio_endpoint(request, state.node.service, "transcribe")
 
 
 @post("/v1/audio/translations", status_code=200,
       summary="Translate audio to English (OpenAI-compatible; needs a multilingual model)",
-      responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 404, 413, 503)})
+      responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 403, 404, 413, 429, 503)})
 async def translations(request: Request, state: State) -> Response:
     return await _audio_endpoint(request, state.node.service, "translate")
 
