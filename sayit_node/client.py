@@ -116,7 +116,9 @@ def error_message(response: httpx.Response) -> tuple[str, str | None, str | None
         return str(error["message"]), error.get("code"), error.get("param")
     except (ValueError, KeyError, TypeError):
         reason = response.reason_phrase or "error"
-        return f"HTTP {response.status_code} {reason} from {response.request.url}", None, None
+        # A SayIt node always answers errors with that body: this is something else (or a proxy).
+        return (f"HTTP {response.status_code} {reason} from {response.request.url}: is a SayIt node "
+                f"listening there?"), None, None
 
 
 class NodeClient:

@@ -57,7 +57,7 @@ def test_transcribe_reports_bad_files(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["no-node", "no-scheme", "malformed-toml", "bad-value", "unknown-key",
-                                  "missing-file"])
+                                  "missing-file", "not-sayit", "bad-port", "bad-toml-value", "serve-unknown-key"])
 def test_user_errors_are_one_line(tmp_path, case, short_speech):
     config = tmp_path / "config.toml"
     env = {"SAYIT_CONFIG_FILE": str(config)}
@@ -80,6 +80,28 @@ def test_user_errors_are_one_line(tmp_path, case, short_speech):
         assert_user_error(result, "unknown setting 'prot'", "did you mean 'port'")
     elif case == "missing-file":
         assert_user_error(_cli("transcribe", "nothing.wav", tmp_path=tmp_path, env=env), "no such file: nothing.wav")
+    elif case == "not-sayit":  # some other web server answers at --server
+        server = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1"], cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            port = server.stdout.readline().split(" port ")[1].split()[0]
+            for command in ("status", "peers"):
+                result = _cli(command, "--server", f"http://127.0.0.1:{port}", tmp_path=tmp_path, env=env)
+                assert_user_error(result, "HTTP 404", "is a SayIt node listening there?")
+        finally:
+            server.kill()
+            server.wait()
+    elif case == "bad-port":
+        assert_user_error(_cli("status", "--server", "http://localhost:abc", tmp_path=tmp_path, env=env),
+                          "not a URL", "port")
+    elif case == "bad-toml-value":  # a value of the wrong type in the file, and one out of range
+        config.write_text('port = "abc"\n')
+        assert_user_error(_cli("status", tmp_path=tmp_path, env=env), "PORT", "'abc'")
+        config.write_text('max_upload_mb = -5\n')
+        assert_user_error(_cli("serve", tmp_path=tmp_path, env=env), "SAYIT_MAX_UPLOAD_MB", "greater than 0")
+    elif case == "serve-unknown-key":  # the node itself, not only the client commands
+        config.write_text('modle = "base"\n')
+        assert_user_error(_cli("serve", tmp_path=tmp_path, env=env), "unknown setting 'modle'", "'model'")
 
 
 def test_against_a_server_with_the_api_key_from_settings(tmp_path, node_factory, short_speech):
