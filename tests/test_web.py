@@ -43,9 +43,34 @@ def page(browser, node):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    foreign = _foreign_requests(page, node)
     yield page
     context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert foreign == [], f"the page fetched from elsewhere than its node: {foreign}"
+
+
+def _foreign_requests(page, node: NodeProcess) -> list[str]:
+    """Every request the page makes that does not go to its own node (a CDN, a font, ...)."""
+    foreign: list[str] = []
+    page.on("request", lambda request: None if request.url.startswith((node.url + "/", "blob:", "data:"))
+            else foreign.append(request.url))
+    return foreign
+
+
+# Every control a person (or a screen reader) can reach has a name: its <label>, aria-label,
+# aria-labelledby or its text. Lists the ones that do not (hidden ones are not reachable).
+UNNAMED_CONTROLS = """() => {
+  const named = (el) => {
+    if ((el.getAttribute('aria-label') || '').trim()) return true;
+    const by = el.getAttribute('aria-labelledby');
+    if (by && by.split(/\\s+/).some((id) => (document.getElementById(id)?.textContent || '').trim())) return true;
+    if (el.labels && [...el.labels].some((l) => l.textContent.trim())) return true;
+    return ['BUTTON', 'A', 'SUMMARY'].includes(el.tagName) && el.textContent.trim() !== '';
+  };
+  const controls = document.querySelectorAll('input, select, textarea, button, a[href], progress, audio, [tabindex], dialog');
+  return [...controls].filter((el) => !el.closest('[hidden]') && !named(el)).map((el) => el.outerHTML.slice(0, 120));
+}"""
 
 
 def _parse_srt(text: str) -> list[tuple[int, str, str, str]]:
@@ -106,6 +131,8 @@ def test_page_transcribes_uploads_with_progress_and_downloads_srt(page, node, sp
     page.wait_for_function("([el, t]) => Math.abs(el.currentTime - t) < 0.6",
                            arg=[meeting.locator("audio").element_handle(), start])
 
+    assert page.evaluate(UNNAMED_CONTROLS) == []  # with job cards, segments and players on the page
+
     # Download as SRT through the page: a valid SRT file with the words.
     meeting.get_by_label(re.compile("Download format")).select_option("srt")
     with page.expect_download() as download_info:
@@ -163,6 +190,7 @@ def _jobs(node: NodeProcess) -> list[dict]:
 def test_page_fits_a_phone_and_reports_upload_errors(browser, node, tmp_path):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()
+    foreign = _foreign_requests(page, node)
     page.add_init_script(f"localStorage.setItem('sayit.apiKey', '{API_KEY}')")
     page.goto(node.url + "/")
     page.get_by_text("(this node)").wait_for()
@@ -175,4 +203,10 @@ def test_page_fits_a_phone_and_reports_upload_errors(browser, node, tmp_path):
     error = card.locator(".job-error").inner_text()
     assert error and "Traceback" not in error
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # Controls are big enough to hit with a finger, and every one has an accessible name.
+    small = page.evaluate("""() => [...document.querySelectorAll('button, select, label.button')]
+        .filter((el) => el.offsetParent && el.getBoundingClientRect().height < 32).map((el) => el.outerHTML.slice(0, 80))""")
+    assert small == []
+    assert page.evaluate(UNNAMED_CONTROLS) == []
     context.close()
+    assert foreign == [], f"the page fetched from elsewhere than its node: {foreign}"
