@@ -176,3 +176,33 @@ def test_openapi_every_route_describes_every_response_body(spec):
         method = "get" if path.endswith("events") else "post"
         assert "429" in operations[(path, method)]["responses"], path
 
+
+
+# --- one client ----------------------------------------------------------------------------------
+
+# Who may speak HTTP to a node by hand, and why; everything else goes through sayit_node.client.
+HTTP_ALLOWED = {
+    "sayit_node/client.py": "the one client (CLI, tray, tests of the client)",
+    "sayit_node/federation/discovery.py": "the node's async liveness probe of peers, inside its event loop",
+    "sayit_node/healthcheck.py": "the container HEALTHCHECK: stdlib only, starts in milliseconds",
+}
+HTTP_MODULES = {"httpx", "requests", "urllib.request", "http.client", "aiohttp", "urllib3"}
+
+
+def test_one_http_client_for_the_cli_and_the_tray():
+    import ast
+
+    from tests.conftest import ROOT
+
+    offenders = []
+    for package in ("sayit_node", "sayit_desktop"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative in HTTP_ALLOWED:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                offenders += [f"{relative}:{node.lineno} imports {n}" for n in names
+                              if n in HTTP_MODULES or n.split(".")[0] in HTTP_MODULES]
+    assert offenders == []
