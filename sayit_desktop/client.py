@@ -23,6 +23,13 @@ class Snapshot:
     errors: list[str] = field(default_factory=list)
 
     @property
+    def degraded(self) -> str | None:
+        """Why the node is degraded (e.g. the cluster's Redis is unreachable), else None."""
+        if self.health.get("status") == "degraded":
+            return str(self.health.get("reason") or "degraded")
+        return None
+
+    @property
     def me(self) -> dict[str, Any]:
         for node in self.nodes:
             if node.get("self"):

@@ -154,7 +154,7 @@ class Supervisor(QObject):
     def display_state(self) -> str:
         """One of the tray icon states: stopped, starting, idle, busy, error."""
         if self.state == State.RUNNING:
-            if not self.responding:
+            if not self.responding or (self.last_snapshot and self.last_snapshot.degraded):
                 return "error"
             return "busy" if self.last_snapshot and self.last_snapshot.busy else "idle"
         if self.state in (State.STARTING, State.STOPPING):
@@ -412,10 +412,10 @@ class Supervisor(QObject):
         if not self.responding:
             self.responding = True
             self._set_state(State.RUNNING, f"Running (node at {self.url})")
-        was_busy = self.last_snapshot.busy if self.last_snapshot else None
+        was = (self.last_snapshot.busy, self.last_snapshot.degraded) if self.last_snapshot else None
         self.last_snapshot = result
         self.snapshot_ready.emit(result)
-        if was_busy != result.busy:
+        if was != (result.busy, result.degraded):
             self.state_changed.emit(self.state.value)
 
     def _exited(self, code: int) -> None:

@@ -37,6 +37,8 @@ def status_line(sup: Supervisor) -> str:
         head = "Running (external node)" if sup.attached else "Running"
         if snap is None:
             return head
+        if snap.degraded:
+            return "Degraded — cluster unavailable"
         parts = [head, plural(len(snap.peers_up), "peer"), f"{plural(snap.active_chunks, 'chunk')} active"]
         if snap.queued_chunks:
             parts.append(f"{snap.queued_chunks} queued")
@@ -81,6 +83,7 @@ class Tray(QObject):
         self._known_jobs: dict[str, str] | None = None
         self._known_peers: dict[str, str] | None = None
         self._error_told = False
+        self._degraded_told = False
 
         self.icon = QSystemTrayIcon(state_icon("stopped"), self)
         self.menu = QMenu()
@@ -148,6 +151,8 @@ class Tray(QObject):
         tip = f"SayIt — {line}"
         if sup.state == State.ERROR or (sup.state == State.RUNNING and not sup.responding):
             tip += f"\n{sup.detail}"
+        elif sup.state == State.RUNNING and sup.last_snapshot and sup.last_snapshot.degraded:
+            tip += f"\n{sup.last_snapshot.degraded}"
         if sup.url and sup.state in (State.RUNNING, State.STARTING):
             tip += f"\n{sup.url}"
         self.icon.setToolTip(tip)
@@ -172,6 +177,11 @@ class Tray(QObject):
             self._finish_quit()
 
     def _snapshot(self, snap: Snapshot) -> None:
+        if snap.degraded and not self._degraded_told:
+            self._degraded_told = True  # once per outage
+            self.notify("SayIt cluster unavailable", snap.degraded, critical=True)
+        elif not snap.degraded:
+            self._degraded_told = False
         self._notify_jobs(snap)
         self._notify_peers(snap)
         self.refresh()

@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 
 from . import __version__, web
 from .api import jobs, openai, system
+from .api.cluster import REDIS_EXCEPTION_HANDLERS, cluster_guard
 from .api.errors import EXCEPTION_HANDLERS, ApiError
 from .api.guard import host_guard_middleware
 from .api.limits import Slots
@@ -51,7 +52,8 @@ def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> L
         state=state,
         middleware=[host_guard_middleware(settings)],
         before_request=_auth_hook(settings.api_keys) if settings.api_keys else None,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **REDIS_EXCEPTION_HANDLERS},
+        guards=[cluster_guard],
         cors_config=CORSConfig(allow_origins=settings.allowed_origins) if settings.allowed_origins else None,
         request_max_body_size=settings.max_upload_bytes + FORM_OVERHEAD,
         openapi_config=OpenAPIConfig(title="SayIt node", version=__version__, path="/schema"),

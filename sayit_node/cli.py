@@ -305,6 +305,8 @@ def status(args) -> int:
     table = _table("", "", show_header=False)
     table.add_row("node", f"{health.get('name')} ({client.base_url})")
     table.add_row("engine", f"{health.get('engine')}, model {health.get('model')}, version {health.get('version')}")
+    if health.get("status") == "degraded":
+        table.add_row("DEGRADED", str(health.get("reason") or ""))
     if isinstance(queue, dict):
         jobs, chunks = queue.get("jobs") or {}, queue.get("chunks") or {}
         table.add_row("jobs", ", ".join(f"{jobs.get(k, 0)} {k}" for k in ("queued", "running", "completed", "failed")))

@@ -168,7 +168,7 @@ class NodeClient:
     # --- node ----------------------------------------------------------------------------------
     def health(self) -> Health:
         data = self._json("GET", "/api/health")
-        if not isinstance(data, dict) or data.get("status") != "ok" or "nodeId" not in data:
+        if not isinstance(data, dict) or data.get("status") not in ("ok", "degraded") or "nodeId" not in data:
             raise NodeError(f"{self.base_url} is not a SayIt node")
         return data
 

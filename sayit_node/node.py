@@ -23,11 +23,13 @@ import psutil
 
 from . import __version__
 from .config import Settings
+from .datadir import DataDirLock, private_dir, private_file
 from .engines import load_engine
 from .federation.advert import PROTOCOL_VERSION, NodeAdvert
 from .federation.cluster_keys import ClusterKeys
 from .federation.discovery import Discovery
 from .federation.hosted_redis import HostedRedis
+from .federation.link import ClusterLink, StartupError, check_redis, describe_redis_error
 from .jobs.admission import QueuedAudio
 from .jobs.records import JobRecord
 from .jobs.service import JobService
@@ -52,11 +54,14 @@ def _node_id(data_dir) -> str:
     """A stable id for this node, kept in the data directory."""
     path = data_dir / "node_id"
     try:
-        return path.read_text().strip()
+        node_id = path.read_text().strip()
+        if node_id:
+            return node_id
     except FileNotFoundError:
-        node_id = uuid.uuid4().hex[:12]
-        path.write_text(node_id)
-        return node_id
+        pass
+    node_id = uuid.uuid4().hex[:12]
+    private_file(path).write_text(node_id)
+    return node_id
 
 
 class Node:
@@ -83,6 +88,15 @@ class Node:
         self.discovery: Discovery | None = None
         self.hosted_redis: HostedRedis | None = None
         self.keys = ClusterKeys.derive(None)
+        self.link: ClusterLink | None = None  # watches the cluster's Redis (federated only)
+        self._lock: DataDirLock | None = None
+
+    @property
+    def cluster_problem(self) -> str | None:
+        """None while the node can use its job store; else why not (the cluster's Redis is gone)."""
+        if self.link is None or self.link.ok:
+            return None
+        return self.link.message()
 
     @property
     def mode(self) -> str:
@@ -95,14 +109,17 @@ class Node:
     async def start(self) -> None:
         s = self.settings
         if self.role == "worker" and s.effective_redis_url is None:
-            raise RuntimeError("a worker-only process needs the cluster's Redis: set REDIS_URL (or REDIS_HOST)")
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+            raise StartupError("a worker-only process needs the cluster's Redis: set REDIS_URL (or REDIS_HOST)")
+        private_dir(s.data_dir)
+        lock = DataDirLock(s.data_dir)
+        lock.acquire()  # DataDirInUse: another node runs on this directory
+        self._lock = lock
         self.node_id = _node_id(s.data_dir)
         if self.engine is None:
             self.engine = await asyncio.to_thread(load_engine, s)
         await self._open_store()
         models = [self.engine.model_name]
-        self.broker = StoreBroker(lambda: self.store.claim_next_chunk(self.node_id, models))
+        self.broker = StoreBroker(lambda: self._claim(models))
         # The engine gets threads of its own (one per parallel chunk, one for language detection).
         self.engine_executor = ThreadPoolExecutor(s.max_concurrent_chunks + 1, thread_name_prefix="sayit-engine")
         self.worker = ChunkWorker(self.store, self.engine, self.node_id, speed=self.speed,
@@ -123,6 +140,8 @@ class Node:
         self._spawn(run_receiver_task(self.broker, max_async_tasks=s.max_concurrent_chunks, max_prefetch=0,
                                       propagate_exceptions=False), "sayit-receiver")
         self._spawn(self._cleanup_loop(), "sayit-cleanup")
+        if self.link is not None:
+            self._spawn(self.link.run(), "sayit-link")
         if self.registry is not None:
             self._spawn(self._lease_loop(), "sayit-leases")
             self._spawn(self._reap_loop(), "sayit-reaper")
@@ -180,6 +199,7 @@ class Node:
             if url is None and self.discovery is not None:
                 url = await self._find_cluster_redis()
         if url is None:
+            private_file(s.db_path)  # SQLite gives its -wal and -shm files the same mode
             self.store = SqliteJobStore(s.db_path)
             requeued = await self.store.requeue_running()
             if requeued:
@@ -188,20 +208,27 @@ class Node:
         from .federation.registry import NodeRegistry
         from .jobs.redis_store import RedisJobStore
 
+        configured = url == s.effective_redis_url  # else hosted here or found over mDNS (secret-derived)
+        await check_redis(url, configured=configured)  # fails fast (StartupError), never hangs
         store = RedisJobStore(
             url, retention_seconds=s.retention_hours * 3600, lease_seconds=LEASE_SECONDS,
             key_prefix=f"sayit:v{STORE_SCHEMA}:",
             memory_budget_bytes=s.redis_memory_budget_mb * 2**20 or None,
         )
-        try:
-            await store.redis.ping()
-        except Exception as exc:
-            await store.close()
-            raise RuntimeError(f"cannot use the cluster's Redis ({type(exc).__name__}: {exc})") from exc
-        self.store = store
+        registry = NodeRegistry(store.redis, self.node_id, key_prefix="sayit:")
+        other = await registry.alive_elsewhere(window=HEARTBEAT_INTERVAL * 2.5)
+        if other is not None:
+            await store.close()  # and touch nothing: the chunks under this id are the other node's
+            where = other.get("url") or f"a {other.get('role') or 'node'} process"
+            raise StartupError(
+                f"node id {self.node_id} is already in use by '{other.get('name', '?')}' ({where}), alive in this "
+                f"cluster: was its data directory copied? Give this node its own: delete {s.data_dir / 'node_id'} "
+                "(a new id is made) or set SAYIT_DATA_DIR"
+            )
+        self.store, self.registry = store, registry
+        self.link = ClusterLink(url)
         # Chunks this node held before a crash go back to the queue (node ids are stable).
         await store.release_worker(self.node_id)
-        self.registry = NodeRegistry(store.redis, self.node_id, key_prefix="sayit:")
         for warning in (await store.diagnose()).get("warnings", []):
             log.warning("Redis: %s", warning)
 
@@ -240,19 +267,48 @@ class Node:
         if self.engine_executor is not None:
             self.engine_executor.shutdown(wait=False, cancel_futures=True)
         if self.store:
-            try:
-                await self.store.release_worker(self.node_id)
-                if self.registry is not None:
-                    await self.registry.remove()
-            except Exception:
-                log.exception("could not hand back chunks")
+            if self.cluster_problem:
+                log.warning("cannot hand back chunks: %s; they rerun when their leases end", self.link.problem)
+            else:
+                try:
+                    await asyncio.wait_for(self._hand_back(), timeout=3.0)
+                except Exception as exc:
+                    self._store_failed("handing back chunks", exc)
             await self.store.close()
+        if self.link is not None:
+            await self.link.close()
         if self.discovery is not None:
             await self.discovery.stop()  # mDNS goodbye
         if self.hosted_redis is not None:
             self.hosted_redis.stop()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         self.state = "stopped"
         log.info("node %s stopped", self.name)
+
+    async def _claim(self, models: list[str]):
+        if not self._store_ok():  # the cluster's Redis is gone: nothing to claim until it is back
+            return None
+        return await self.store.claim_next_chunk(self.node_id, models)
+
+    async def _hand_back(self) -> None:
+        await self.store.release_worker(self.node_id)
+        if self.registry is not None:
+            await self.registry.remove()
+
+    def _store_failed(self, what: str, exc: BaseException) -> None:
+        """One line for a store failure: Redis trouble is expected (the link reports it), a bug is not."""
+        from redis.exceptions import RedisError
+
+        if isinstance(exc, (RedisError, OSError, asyncio.TimeoutError)):
+            if self.link is None or self.link.ok:  # while the link is down it has said so already
+                log.warning("%s failed: %s", what, describe_redis_error(exc))
+        else:
+            log.exception("%s failed", what, exc_info=exc)
+
+    def _store_ok(self) -> bool:
+        return self.link is None or self.link.ok
 
     # -- events ------------------------------------------------------------------------------
     def _job_submitted(self) -> None:
@@ -273,52 +329,63 @@ class Node:
     async def _cleanup_loop(self) -> None:
         while True:
             try:
-                cutoff = time.time() - self.settings.retention_hours * 3600
-                deleted = await self.store.delete_finished_before(cutoff)
-                if deleted:
-                    log.info("deleted %d jobs older than the retention time", deleted)
-            except Exception:
-                log.exception("cleanup failed")
+                if self._store_ok():
+                    cutoff = time.time() - self.settings.retention_hours * 3600
+                    deleted = await self.store.delete_finished_before(cutoff)
+                    if deleted:
+                        log.info("deleted %d jobs older than the retention time", deleted)
+            except Exception as exc:
+                self._store_failed("cleanup", exc)
             await asyncio.sleep(min(CLEANUP_INTERVAL, self.settings.retention_hours * 3600 / 4))
 
     async def _lease_loop(self) -> None:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
+            if not self._store_ok():
+                continue
             try:
                 await self.store.renew_leases(self.node_id, holding=set(self.broker.in_flight))
-            except Exception:
-                log.exception("lease renewal failed")
+            except Exception as exc:
+                self._store_failed("lease renewal", exc)
 
     async def _reap_loop(self) -> None:
         while True:
             await asyncio.sleep(REAP_INTERVAL)
+            if not self._store_ok():
+                continue
             try:
                 if await self.store.requeue_expired():
                     self.broker.wake()
-            except Exception:
-                log.exception("requeueing expired chunks failed")
+            except Exception as exc:
+                self._store_failed("requeueing expired chunks", exc)
 
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                await self.registry.publish(await self.describe(), ttl=HEARTBEAT_TTL)
-            except Exception:
-                log.exception("heartbeat failed")
+                if self._store_ok():
+                    await self.registry.publish(await self.describe(), ttl=HEARTBEAT_TTL)
+            except Exception as exc:
+                self._store_failed("heartbeat", exc)
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     # -- views ---------------------------------------------------------------------------------
     async def load(self) -> dict:
-        counts = await self.store.counts()
+        queued = 0
+        if self._store_ok():
+            try:
+                queued = (await self.store.counts()).chunks["queued"]
+            except Exception as exc:
+                self._store_failed("counting queued chunks", exc)
         speed = round(self.speed.speed(), 2)
         active = self.worker.active if self.worker else 0
         self.metrics.active_chunks.set(active)
-        self.metrics.queued_chunks.set(counts.chunks["queued"])
+        self.metrics.queued_chunks.set(queued)
         self.metrics.speed.set(speed)
         return {
             "cpu": psutil.cpu_percent(None),
             "memory": self._process.memory_info().rss,
             "activeChunks": active,
-            "queuedChunks": counts.chunks["queued"],
+            "queuedChunks": queued,
             "speed": speed,
             "chunksDone": self.speed.total_chunks,
         }
@@ -329,7 +396,7 @@ class Node:
         return {
             "id": self.node_id,
             "name": self.name,
-            "state": self.state,
+            "state": "degraded" if self.state == "up" and not self._store_ok() else self.state,
             "version": __version__,
             "protocol": PROTOCOL_VERSION,
             "engine": self.engine.name if self.engine else None,
@@ -345,8 +412,16 @@ class Node:
         }
 
     async def nodes(self) -> list[dict]:
-        """This node first, then its peers (`GET /api/nodes`)."""
-        return [await self.describe(), *await self.peers()]
+        """This node first, then its peers (`GET /api/nodes`). Without the cluster's Redis the
+        peers are unknown: only this node is listed (see `cluster_problem`)."""
+        me = await self.describe()
+        if not self._store_ok():
+            return [me]
+        try:
+            return [me, *await self.peers()]
+        except Exception as exc:
+            self._store_failed("listing peers", exc)
+            return [me]
 
     async def peers(self) -> list[dict]:
         """Peers from Redis heartbeats (federated) or from mDNS (standalone)."""
@@ -392,12 +467,26 @@ class Node:
         import taskiq
 
         s = self.settings
-        store_info = await self.store.diagnose()
         rejected = self.discovery.rejected() if self.discovery is not None else []
+        problem = self.cluster_problem
+        reason = self.link.problem if self.link is not None else None
+        store_info: dict = {}
+        if problem is None:
+            try:
+                store_info = await self.store.diagnose()
+            except Exception as exc:
+                if self.link is None:
+                    raise
+                self._store_failed("reading the store's state", exc)
+                reason = describe_redis_error(exc)
+                problem = f"the cluster's Redis at {self.link.address} did not answer ({reason})"
+        if problem is not None:
+            store_info = {"available": False, "redis": self.link.address, "problem": reason, "warnings": [problem]}
         vm = psutil.virtual_memory()
         disk = shutil.disk_usage(s.data_dir)
         return {
-            "node": {"id": self.node_id, "name": self.name, "state": self.state, "uptime": time.time() - self.started_at},
+            "node": {"id": self.node_id, "name": self.name, "state": "degraded" if problem else self.state,
+                     "uptime": time.time() - self.started_at},
             "engine": self.engine.name,
             "model": self.engine.model_name,
             "multilingual": self.engine.is_multilingual,

@@ -132,12 +132,17 @@ def submit_job(client: httpx.Client, path: Path) -> str:
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict:
-    """Poll until the job is completed, failed or cancelled (tolerating a node restarting)."""
+    """Poll until the job is completed, failed or cancelled (tolerating a node restarting or its
+    cluster's Redis being away: 503 cluster_unavailable)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            job = client.get(f"/api/jobs/{job_id}").json()
-        except httpx.HTTPError:
+            response = client.get(f"/api/jobs/{job_id}")
+            job = response.json()
+        except (httpx.HTTPError, ValueError):
+            time.sleep(0.2)
+            continue
+        if response.status_code == 503:  # the cluster's Redis is away for a moment
             time.sleep(0.2)
             continue
         if job["status"] in ("completed", "failed", "cancelled"):

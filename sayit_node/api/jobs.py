@@ -10,11 +10,13 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
+from redis.exceptions import RedisError
 
 from ..jobs.records import JobOptions
 from ..jobs.service import JobService
 from ..jobs.transcript import normalise_format
-from .errors import ApiError
+from ..federation.link import describe_redis_error
+from .errors import ApiError, error_body
 from .limits import hold_stream
 from .models import TRANSCRIPT_RESPONSES, JobAccepted, JobList, JobView, errors, event_stream, to_model
 from .responses import transcript_response, wait_and_respond
@@ -99,10 +101,16 @@ async def job_events(state: State, job_id: str) -> ServerSentEvent:
     await _job_or_404(service, job_id)
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
-        async for job in service.watch(job_id):
-            yield ServerSentEventMessage(data=json.dumps(await service.status(job)), event="progress")
-            if job.status in ("completed", "failed", "cancelled"):
-                yield ServerSentEventMessage(data=json.dumps({"jobId": job_id, "status": job.status}), event=job.status)
+        try:
+            async for job in service.watch(job_id):
+                yield ServerSentEventMessage(data=json.dumps(await service.status(job)), event="progress")
+                if job.status in ("completed", "failed", "cancelled"):
+                    yield ServerSentEventMessage(data=json.dumps({"jobId": job_id, "status": job.status}),
+                                                 event=job.status)
+        except RedisError as exc:  # the cluster's Redis went away mid-stream: say so and end it
+            message = state.node.cluster_problem or f"the cluster's Redis is unavailable ({describe_redis_error(exc)})"
+            yield ServerSentEventMessage(data=json.dumps(error_body(message, "cluster_unavailable", type="server_error")),
+                                         event="error")
 
     return ServerSentEvent(hold_stream(state.stream_slots, events()))
 

@@ -180,6 +180,7 @@ class Health(Camel):
     engine: str
     model: str
     languages: list[str]  # language codes the model can transcribe
+    reason: str | None = None  # why the status is "degraded" (the cluster's Redis is unreachable)
 
 
 class QueueStatus(Camel):
@@ -222,6 +223,7 @@ class NodeInfo(Camel):
 
 class NodeList(Camel):
     nodes: list[NodeInfo]
+    warning: str | None = None  # set while the cluster's Redis is unreachable (peers unknown)
 
 
 class Diagnose(Camel):

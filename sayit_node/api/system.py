@@ -12,12 +12,14 @@ from .errors import ApiError
 from .models import Diagnose, Health, NodeList, QueueStatus, Stopping, errors, to_model
 
 
-@get("/api/health", summary="Liveness: 200 once the model is loaded")
+@get("/api/health", summary="Liveness: 200 once the model is loaded; status 'degraded' (with the reason) "
+                            "while the cluster's Redis is unreachable")
 async def health(state: State) -> Health:
     node = state.node
-    return Health(status="ok", node_id=node.node_id, name=node.name, version=__version__,
+    problem = node.cluster_problem
+    return Health(status="degraded" if problem else "ok", node_id=node.node_id, name=node.name, version=__version__,
                   engine=node.engine.name, model=node.engine.model_name,
-                  languages=list(node.engine.supported_languages))
+                  languages=list(node.engine.supported_languages), reason=problem)
 
 
 @get("/api/diagnose", summary="Engine, model, device, versions, cores, memory, disk, limits",
@@ -37,7 +39,8 @@ async def queue_status(state: State) -> QueueStatus:
 
 @get("/api/nodes", summary="This node and its peers with their load", responses=errors(401))
 async def nodes(state: State) -> NodeList:
-    return to_model({"nodes": await state.node.nodes()}, NodeList)
+    node = state.node
+    return to_model({"nodes": await node.nodes(), "warning": node.cluster_problem}, NodeList)
 
 
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..datadir import private_dir
 from .redis_tls import write_private, ensure_certificate, pinned_url
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,13 @@ def _die_with_parent() -> None:
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _child_setup() -> None:
+    """In the redis-server child: its AOF files are the cluster's audio and transcripts (0600)."""
+    os.umask(0o077)
+    if sys.platform == "linux":
+        _die_with_parent()
 
 
 class RedisUnavailable(Exception):
@@ -107,7 +115,7 @@ class HostedRedis:
                 f"cannot host Redis: '{self.executable}' was not found on PATH; install redis-server "
                 "(Debian/Ubuntu: apt install redis-server, macOS: brew install redis) or set SAYIT_REDIS_SERVER"
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         cert, key, self.cert_fingerprint = ensure_certificate(self.data_dir / "tls")
         # The password goes in a 0600 config file, not on the command line (ps shows argv).
         conf = self.data_dir / "sayit-redis.conf"
@@ -117,7 +125,7 @@ class HostedRedis:
                 "--appendonly", "yes", "--maxmemory-policy", "noeviction", "--save", "",
                 "--protected-mode", "no" if self.password else "yes"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                     preexec_fn=_child_setup if os.name == "posix" else None)
         from .registry import make_redis_client
 
         client = make_redis_client(self.url, retries=0)

@@ -10,6 +10,7 @@ atomically while listing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -95,6 +96,29 @@ class NodeRegistry:
             except ValueError:
                 continue
         return sorted(nodes, key=lambda n: str(n.get("id", "")))
+
+    async def alive_elsewhere(self, window: float = 2.5) -> dict[str, Any] | None:
+        """Is another live process publishing under this node id? Its entry, else None.
+
+        A heartbeat left by this node's own earlier run (killed, restarted within the TTL) stops
+        changing; a live process republishes every second. So watch the key for `window`
+        seconds: changed means alive elsewhere. Costs nothing when the key is absent.
+        """
+        first = await self._r.get(self._key)
+        if first is None:
+            return None
+        deadline = time.monotonic() + window
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            now = await self._r.get(self._key)
+            if now is None:
+                return None  # it said goodbye or expired
+            if now != first:
+                try:
+                    return json.loads(now)
+                except ValueError:
+                    return {"id": self.node_id}
+        return None
 
     async def remove(self) -> None:
         """Graceful goodbye: peers stop listing this node at once."""

@@ -65,8 +65,49 @@ class JobOptions:
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobOptions":
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+    def from_dict(cls, data: Any) -> "JobOptions":
+        """Options as stored (SQLite or the cluster's Redis, which any client of it can write):
+        type and range checked, because a worker runs them. Raises InvalidOptions."""
+        if not isinstance(data, dict):
+            raise InvalidOptions(f"stored job options are not an object ({type(data).__name__})")
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        options = cls(**values)
+        options.check()
+        return options
+
+    def check(self) -> None:
+        def bad(name: str, what: str) -> InvalidOptions:
+            return InvalidOptions(f"stored job option '{name}' {what} (got {getattr(self, name)!r:.60})")
+
+        if self.task not in ("transcribe", "translate"):
+            raise bad("task", "must be 'transcribe' or 'translate'")
+        for name, limit in (("language", MAX_LANGUAGE_CHARS), ("prompt", MAX_PROMPT_CHARS)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or len(value) > limit):
+                raise bad(name, f"must be text of at most {limit} characters")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+            raise bad("temperature", "must be a number between 0 and 1")
+        for name in ("word_timestamps", "diarize"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "must be true or false")
+        for name in ("speakers", "min_speakers", "max_speakers"):
+            n = getattr(self, name)
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_STORED_SPEAKERS):
+                raise bad(name, f"must be a whole number from 1 to {MAX_STORED_SPEAKERS}")
+        b = self.beam_size
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= MAX_BEAM_SIZE:
+            raise bad("beam_size", f"must be a whole number from 1 to {MAX_BEAM_SIZE}")
+
+
+class InvalidOptions(ValueError):
+    """Stored job options of the wrong type or out of range (corrupt or written by a stranger)."""
+
+
+MAX_LANGUAGE_CHARS = 32
+MAX_PROMPT_CHARS = 4000  # the API caps prompts at 2000 characters
+MAX_BEAM_SIZE = 20
+MAX_STORED_SPEAKERS = 100  # the API caps it lower; this only keeps clustering bounded
 
 
 @dataclass

@@ -66,7 +66,7 @@ from .records import (
     JobRecord,
     retry_delay,
 )
-from .store import ChunkWork, JobStore, QueueCounts, StoreFull
+from .store import ChunkWork, CorruptChunk, JobStore, QueueCounts, StoreFull, options_or_default, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ class RedisJobStore(JobStore):
         return JobRecord(
             id=_s(h["id"]),
             model=_s(h["model"]),
-            options=JobOptions.from_dict(json.loads(h["options"])),
+            options=options_or_default(h.get("options")),
             duration=float(h["duration"]),
             filename=_s(h.get("filename", b"")),
             status=status,
@@ -563,10 +563,19 @@ class RedisJobStore(JobStore):
             pipe.hget(f"{jk}:chunks", f"{index}:start")
             pipe.hget(f"{jk}:audio", str(index))
             (status, model, language, options), start, pcm = await pipe.execute()
-        if status is None or _s(status) in TERMINAL or start is None or pcm is None:
+        if status is None or _s(status) in TERMINAL:
             return None
-        return ChunkWork(job_id, index, _s(model), _s(language), JobOptions.from_dict(json.loads(options)),
-                         int(start), bytes(pcm))
+        if start is None:
+            return None  # no such chunk
+        if pcm is None:
+            raise CorruptChunk(f"chunk {index} has no audio in Redis")
+        try:
+            offset = int(start)
+        except ValueError:
+            raise CorruptChunk(f"chunk {index} has a malformed start offset") from None
+        if len(pcm) % 2:
+            raise CorruptChunk(f"chunk {index} audio is malformed ({len(pcm)} bytes is not 16-bit PCM)")
+        return ChunkWork(job_id, index, _s(model), _s(language), parse_options(options), offset, bytes(pcm))
 
     async def complete_chunk(self, job_id: str, index: int, segments: list[dict]) -> JobRecord | None:
         reply = await self._complete(args=[self.prefix, job_id, index, json.dumps(segments), self._retention_ms])

@@ -29,7 +29,7 @@ from .records import (
     JobOptions,
     JobRecord,
 )
-from .store import ChunkWork, JobStore, QueueCounts, StoreFull
+from .store import ChunkWork, CorruptChunk, JobStore, QueueCounts, StoreFull, options_or_default, parse_options
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -105,7 +105,7 @@ class SqliteJobStore(JobStore):
 
     def _job_from_row(self, row) -> JobRecord:
         job = JobRecord(
-            id=row[0], model=row[1], options=JobOptions.from_dict(json.loads(row[2])), duration=row[3],
+            id=row[0], model=row[1], options=options_or_default(row[2]), duration=row[3],
             filename=row[4], status=row[5], language=row[6], total_chunks=row[7], error=row[8],
             created_at=row[9], started_at=row[10], finished_at=row[11],
         )
@@ -209,13 +209,18 @@ class SqliteJobStore(JobStore):
             if job is None or job.status in TERMINAL:
                 return None
             row = self._db.execute(
-                'SELECT c.start, a.pcm16 FROM chunks c JOIN chunk_audio a ON a.job_id=c.job_id AND a.idx=c.idx'
+                'SELECT c.start, a.pcm16 FROM chunks c LEFT JOIN chunk_audio a ON a.job_id=c.job_id AND a.idx=c.idx'
                 " WHERE c.job_id=? AND c.idx=?",
                 (job_id, index),
             ).fetchone()
             if row is None:
-                return None
-            return ChunkWork(job_id, index, job.model, job.language, job.options, row[0], row[1])
+                return None  # no such chunk
+            if row[1] is None:
+                raise CorruptChunk(f"chunk {index} has no audio in the database")
+            if len(row[1]) % 2:
+                raise CorruptChunk(f"chunk {index} audio is malformed ({len(row[1])} bytes is not 16-bit PCM)")
+            raw = self._db.execute("SELECT options FROM jobs WHERE id=?", (job_id,)).fetchone()[0]
+            return ChunkWork(job_id, index, job.model, job.language, parse_options(raw), row[0], row[1])
 
         return await self._run(load)
 

@@ -7,10 +7,11 @@ carry only (job id, chunk index); the audio comes from here.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from .records import ChunkRecord, JobOptions, JobRecord
+from .records import ChunkRecord, InvalidOptions, JobOptions, JobRecord
 
 
 @dataclass
@@ -30,6 +31,30 @@ class ChunkWork:
 class QueueCounts:
     jobs: dict[str, int]
     chunks: dict[str, int]
+
+
+class CorruptChunk(ValueError):
+    """A chunk the store cannot hand to the engine (bad options, missing or malformed audio).
+
+    The worker counts it as a failed attempt: after MAX_CHUNK_ATTEMPTS the job fails with
+    this message instead of the chunk going round the queue forever."""
+
+
+def parse_options(raw) -> JobOptions:
+    """Stored options (JSON text) -> checked JobOptions; raises CorruptChunk."""
+    try:
+        return JobOptions.from_dict(json.loads(raw))
+    except (TypeError, ValueError) as exc:  # InvalidOptions, JSONDecodeError, UnicodeDecodeError
+        raise CorruptChunk(str(exc) if isinstance(exc, InvalidOptions) else
+                           f"stored job options are not valid JSON ({type(exc).__name__})") from None
+
+
+def options_or_default(raw) -> JobOptions:
+    """For showing a job: corrupt options must not break listing it (its chunks will fail)."""
+    try:
+        return parse_options(raw)
+    except CorruptChunk:
+        return JobOptions()
 
 
 class StoreFull(Exception):

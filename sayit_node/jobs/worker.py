@@ -19,7 +19,9 @@ from ..audio import from_pcm16, speech_regions
 from ..diarize import pack_windows
 from ..engines.base import SAMPLE_RATE, Engine, EngineError, TranscribeOptions
 from ..queue import CHUNK_TASK_NAME
-from .store import JobStore
+from .store import CorruptChunk, JobStore
+
+RELEASE_TIMEOUT = 3.0  # seconds to hand a chunk back when the node stops
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ class ChunkWorker:
         self._running.add(task)
         try:
             await self._run(job_id, index)
+        except asyncio.CancelledError:
+            # The node is stopping (cancel_all); the chunk was handed back. Ending quietly keeps
+            # taskiq from logging the cancellation as a failed task with a traceback.
+            log.info("chunk %s/%d stopped with the node", job_id, index)
         finally:
             self._running.discard(task)
 
@@ -91,10 +97,20 @@ class ChunkWorker:
         await asyncio.gather(*running, return_exceptions=True)
 
     async def _run(self, job_id: str, index: int) -> None:
-        work = await self.store.load_chunk(job_id, index)
-        if work is None:  # cancelled, finished or deleted meanwhile
+        try:
+            work = await self.store.load_chunk(job_id, index)
+            if work is None:  # cancelled, finished or deleted meanwhile
+                return
+            samples = from_pcm16(work.pcm16)
+        except (CorruptChunk, ValueError) as exc:
+            # Bad options or audio in the store: a failed attempt (the job fails on the third),
+            # never a chunk that goes round the queue forever.
+            log.warning("chunk %s/%d is unusable: %s", job_id, index, exc)
+            await self._record(self.store.fail_chunk(job_id, index, f"unusable chunk: {exc}"), job_id, index)
             return
-        samples = from_pcm16(work.pcm16)
+        except Exception as exc:  # the store is unreachable: the lease runs out and the chunk reruns
+            self._store_unreachable("load it", job_id, index, exc)
+            return
         options = TranscribeOptions(
             language=work.language,
             task=work.options.task,
@@ -114,22 +130,39 @@ class ChunkWorker:
                 windows = await loop.run_in_executor(self.executor, self._speaker_windows, samples)
                 result.append(pack_windows(windows))
         except asyncio.CancelledError:
-            await self.store.release_chunk(job_id, index)
+            try:  # bounded: a node stopping while the store is unreachable must not hang here
+                await asyncio.wait_for(self.store.release_chunk(job_id, index), RELEASE_TIMEOUT)
+            except Exception as exc:
+                self._store_unreachable("hand it back", job_id, index, exc)
             raise
         except Exception as exc:  # the engine failed on this chunk: retry, then fail the job
             reason = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
             log.warning("chunk %s/%d failed: %s", job_id, index, reason)
-            job = await self.store.fail_chunk(job_id, index, reason)
+            job = await self._record(self.store.fail_chunk(job_id, index, reason), job_id, index)
         else:
             busy = time.monotonic() - started
             self.speed.record(len(samples) / SAMPLE_RATE, busy)
             if self.on_chunk_done:
                 self.on_chunk_done(len(samples) / SAMPLE_RATE, busy)
-            job = await self.store.complete_chunk(job_id, index, result)
+            job = await self._record(self.store.complete_chunk(job_id, index, result), job_id, index)
             log.debug("chunk %s/%d done in %.2fs (%d segments)", job_id, index, busy, len(segments))
         if job is not None and job.status in ("completed", "failed") and self.on_job_end:
             self.on_job_end(job)
 
+    async def _record(self, call, job_id: str, index: int):
+        """Save a chunk's outcome; if the store is unreachable (the cluster's Redis is gone past
+        its retries) the chunk stays leased to us, its lease runs out and it reruns."""
+        try:
+            return await call
+        except Exception as exc:
+            self._store_unreachable("record its result", job_id, index, exc)
+            return None
+
+    @staticmethod
+    def _store_unreachable(what: str, job_id: str, index: int, exc: BaseException) -> None:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else "no answer in time"
+        log.warning("chunk %s/%d: could not %s, the job store did not answer (%s: %s); it reruns when its "
+                    "lease runs out", job_id, index, what, type(exc).__name__, detail)
 
     def _speaker_windows(self, samples):
         if self.speaker_model is None:

@@ -19,10 +19,13 @@ is given, never the job store itself (queue sits below jobs in the import floors
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from taskiq import AckableMessage, AsyncBroker, BrokerMessage, TaskiqMessage
+
+log = logging.getLogger(__name__)
 
 CHUNK_TASK_NAME = "sayit.transcribe_chunk"
 POLL_INTERVAL = 1.0  # retries become due by time and peers add jobs: look again this often
@@ -47,8 +50,20 @@ class StoreBroker(AsyncBroker):
         self.wake()
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        failing = False
         while True:
-            claimed = await self._claim()
+            try:
+                claimed = await self._claim()
+            except Exception as exc:  # the store is unreachable (Redis gone): keep listening
+                if not failing:
+                    log.warning("cannot claim chunks (%s: %s); retrying every %.0f s", type(exc).__name__,
+                                str(exc).splitlines()[0][:200] if str(exc) else "", self._poll_interval)
+                failing = True
+                await asyncio.sleep(self._poll_interval)
+                continue
+            if failing:
+                log.info("claiming chunks again")
+                failing = False
             if claimed is None:
                 self._wake.clear()
                 try:
