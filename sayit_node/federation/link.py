@@ -42,13 +42,13 @@ def describe_redis_error(exc: BaseException) -> str:
     """One line for a Redis failure: what happened, no traceback, no password."""
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) and not str(exc).strip():
-        return "no answer (timed out)"
+        return "timed out without an answer"
     if isinstance(exc, (ConnectionRefusedError, OSError)) and not isinstance(exc, RedisError):
         return text
     if "Connect call failed" in text or "Error 111" in text:
         return "connection refused"
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in type(exc).__name__:
-        return "no answer (timed out)"
+        return "timed out without an answer"
     return text.splitlines()[0][:200].rstrip(".")
 
 
@@ -72,6 +72,7 @@ async def check_redis(url: str, *, configured: bool, timeout: float = START_TIME
         fix = f"set REDIS_URL to redis://:PASSWORD@{address}/0 with the password of that Redis (its requirepass)"
     else:
         fix = "set SAYIT_CLUSTER_SECRET to the same secret as the node that hosts it"
+    log.info("connecting to the cluster's Redis at %s", address)
     client = make_redis_client(url, retries=0, socket_timeout=timeout)
     try:
         await asyncio.wait_for(client.ping(), timeout=timeout + 1)
