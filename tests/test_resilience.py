@@ -235,3 +235,48 @@ def test_data_and_log_files_are_private(node_factory, tmp_path, short_speech):
         assert expected in seen, seen
     assert any(p.startswith("n/data/redis/") for p in seen), "the AOF files were checked"
     assert os.stat(tmp_path / "s" / "data" / "sayit.db").st_mode & 0o077 == 0
+
+
+# --- stored work that is not what a node wrote ----------------------------------------------
+
+def test_bad_stored_options_and_a_corrupt_chunk_fail_their_jobs_with_a_reason(node_factory, redis, short_speech):
+    """Anyone holding the Redis password can write jobs: a worker checks what it reads."""
+    import asyncio
+    import json
+
+    import redis as redis_py
+
+    from sayit_node.jobs.records import ChunkRecord, JobOptions, JobRecord
+    from sayit_node.jobs.redis_store import RedisJobStore
+    from sayit_node.node import STORE_SCHEMA
+
+    prefix = f"sayit:v{STORE_SCHEMA}:"
+
+    async def plant():
+        store = RedisJobStore(redis.url, retention_seconds=600, key_prefix=prefix)
+        for job_id in ("badopts", "badjson", "corrupt", "good"):
+            job = JobRecord(id=job_id, model="tiny.en", options=JobOptions(language="en"), duration=2.0,
+                            language="en", filename=f"{job_id}.wav")
+            pcm = bytes(64001) if job_id == "corrupt" else bytes(64000)  # odd length: not 16-bit PCM
+            await store.create_job(job, [ChunkRecord(job_id, 0, 0, 32000)], [pcm])
+        await store.close()
+
+    asyncio.run(plant())
+    raw = redis_py.Redis.from_url(redis.url)
+    raw.hset(f"{prefix}job:badopts", "options", json.dumps({"temperature": "hot", "beam_size": 10**9}))
+    raw.hset(f"{prefix}job:badjson", "options", b"{not json")
+    node = node_factory(env={"REDIS_URL": redis.url, **SIMULATED})
+    with node.client(timeout=30) as client:
+        jobs = {job_id: wait_job(client, job_id, timeout=60) for job_id in ("badopts", "badjson", "corrupt", "good")}
+        assert jobs["good"]["status"] == "completed"
+        for job_id in ("badopts", "badjson", "corrupt"):
+            assert jobs[job_id]["status"] == "failed", jobs[job_id]
+            assert "failed 3 times" in jobs[job_id]["error"]
+        assert "temperature" in jobs["badopts"]["error"]
+        assert "JSON" in jobs["badjson"]["error"]
+        assert "16-bit PCM" in jobs["corrupt"]["error"]
+        assert client.get("/api/jobs").status_code == 200, "listing jobs with bad options still works"
+        assert client.get("/api/health").json()["status"] == "ok"
+        assert wait_job(client, submit_job(client, short_speech[0]))["status"] == "completed"
+    log = node.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
