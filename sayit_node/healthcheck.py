@@ -40,6 +40,10 @@ def check_worker(redis_url: str | None, data_dir: Path, timeout: float = 4.0) ->
     import redis
 
     client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    from .federation.redis_tls import PinnedSyncSSLConnection, pinned_fingerprint
+
+    if pinned_fingerprint(redis_url):  # rediss://...?ssl_fingerprint=: check it before AUTH
+        client.connection_pool.connection_class = PinnedSyncSSLConnection
     try:
         alive = client.exists(f"sayit:node:{node_id}")
     except redis.RedisError as exc:

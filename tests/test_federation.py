@@ -162,7 +162,9 @@ def test_a_node_of_another_protocol_is_listed_incompatible(node_factory, redis):
     nodes = {n["name"]: n for n in httpx.get(node.url + "/api/nodes").json()["nodes"]}
     assert nodes["future"]["state"] == "incompatible"
     # ... and its model does not count as served: its keyspace (sayit:v99:) is not ours.
-    assert nodes[[n for n in nodes if nodes[n]["self"]][0]]["protocol"] == 1
+    from sayit_node.federation.advert import PROTOCOL_VERSION
+
+    assert nodes[[n for n in nodes if nodes[n]["self"]][0]]["protocol"] == PROTOCOL_VERSION
 
 
 def test_host_redis_without_redis_server_says_so(node_factory):

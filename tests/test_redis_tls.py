@@ -111,3 +111,13 @@ async def test_client_sends_nothing_to_a_redis_with_another_certificate(tmp_path
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_blocking_client_and_worker_healthcheck_pin_too(hosted, tmp_path):
+    from sayit_node.healthcheck import check_worker
+
+    (tmp_path / "node_id").write_text("w1")
+    # right pin: reaches Redis (no heartbeat for w1, but no connection error either)
+    assert check_worker(hosted.url, tmp_path) == "worker w1 has no live heartbeat in Redis"
+    wrong = pinned_url("127.0.0.1", hosted.port, PASSWORD, "0" * 64)
+    assert "CertificateMismatch" in check_worker(wrong, tmp_path)

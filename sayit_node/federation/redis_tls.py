@@ -145,3 +145,30 @@ class PinnedSSLConnection(SSLConnection):
                 f"Redis at {self.host}:{self.port} presents certificate sha256 {got[:16] or '(none)'}..., "
                 f"not {self.ssl_fingerprint[:16]}... named by the cluster: not sending the password"
             )
+
+
+try:  # the same check for redis-py's blocking client (the container health check uses it)
+    from redis.connection import SSLConnection as _SyncSSLConnection
+except ImportError:  # pragma: no cover
+    _SyncSSLConnection = None
+
+if _SyncSSLConnection is not None:
+
+    class PinnedSyncSSLConnection(_SyncSSLConnection):
+        """Blocking twin of :class:`PinnedSSLConnection`."""
+
+        def __init__(self, *, ssl_fingerprint: str, **kwargs) -> None:
+            kwargs["ssl_cert_reqs"] = "none"
+            kwargs["ssl_check_hostname"] = False
+            super().__init__(**kwargs)
+            self.ssl_fingerprint = ssl_fingerprint.strip().lower().replace(":", "")
+
+        def _connect(self):
+            sock = super()._connect()
+            der = sock.getpeercert(binary_form=True)
+            got = fingerprint_of(der) if der else ""
+            if not hmac.compare_digest(got, self.ssl_fingerprint):
+                sock.close()
+                raise CertificateMismatch(f"Redis at {self.host}:{self.port} presents another certificate "
+                                          f"(sha256 {got[:16] or '(none)'}...): not sending the password")
+            return sock
