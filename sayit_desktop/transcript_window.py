@@ -36,7 +36,9 @@ def timestamped(entry: Entry) -> str:
     """The transcript as "[m:ss]  text" lines once done; the text so far while it runs."""
     segments = (entry.transcript or {}).get("segments") or []
     if segments:
-        return "\n".join(f"[{clock(float(s.get('start') or 0))}]  {str(s.get('text') or '').strip()}"
+        # A diarized job's segments carry a speaker ("Speaker 1"): shown before the text.
+        return "\n".join(f"[{clock(float(s.get('start') or 0))}]  "
+                         f"{s['speaker'] + ': ' if s.get('speaker') else ''}{str(s.get('text') or '').strip()}"
                          for s in segments)
     return entry.text
 

@@ -196,6 +196,7 @@ function renderTranscript(job) {
     box.dataset.rendered = "segments";
     box.hidden = false;
     box.replaceChildren();
+    let lastSpeaker = null;
     for (const segment of job.segments) {
       const row = document.createElement(job.file ? "button" : "div");
       row.className = "segment";
@@ -212,6 +213,14 @@ function renderTranscript(job) {
       const text = document.createElement("span");
       text.className = "text";
       text.textContent = segment.text.trim();
+      if (segment.speaker && segment.speaker !== lastSpeaker) {
+        // A diarized job: name the speaker where the voice changes.
+        const speaker = document.createElement("strong");
+        speaker.className = "speaker";
+        speaker.textContent = `${segment.speaker}: `;
+        text.prepend(speaker);
+      }
+      lastSpeaker = segment.speaker || null;
       row.append(time, text);
       box.append(row);
     }
@@ -264,6 +273,7 @@ async function submitFile(file) {
   form.append("async", "true");
   if ($("language").value) form.append("language", $("language").value);
   if ($("model").value) form.append("model", $("model").value);
+  if ($("diarize").checked) form.append("diarize", "true");
   try {
     let result;
     for (;;) {
