@@ -7,7 +7,7 @@ model with `to_model`, which also checks the dict has the promised shape.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
@@ -173,7 +173,7 @@ class JobAccepted(Camel):
 # --- node and cluster ------------------------------------------------------------------------
 
 class Health(Camel):
-    status: str
+    status: Literal["ok", "degraded"]  # degraded: up, but the cluster's Redis is unreachable (see reason)
     node_id: str
     name: str
     version: str
@@ -201,12 +201,18 @@ class NodeLoad(Camel):
     chunks_done: int
 
 
+# A node's own lifecycle (starting, up, stopping, stopped) as it reports it, or what this node
+# concluded of a peer: down (no heartbeat / health check), incompatible (another protocol).
+NodeState = Literal["starting", "up", "stopping", "stopped", "down", "incompatible"]
+NODE_STATES = frozenset(get_args(NodeState))
+
+
 class NodeInfo(Camel):
     """This node or a peer. Peers seen over mDNS only carry what their advert says."""
 
     id: str
     name: str = ""
-    state: str = "up"
+    state: NodeState = "up"
     version: str | None = None
     protocol: int | None = None
     engine: str | None = None
@@ -247,7 +253,7 @@ class Diagnose(Camel):
 
 
 class Stopping(Camel):
-    status: str
+    status: Literal["stopping"]
 
 
 # --- OpenAI models list ----------------------------------------------------------------------

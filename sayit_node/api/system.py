@@ -9,7 +9,7 @@ from litestar.datastructures import State
 
 from .. import __version__
 from .errors import ApiError
-from .models import Diagnose, Health, NodeList, QueueStatus, Stopping, errors, to_model
+from .models import NODE_STATES, Diagnose, Health, NodeList, QueueStatus, Stopping, errors, to_model
 
 
 @get("/api/health", summary="Liveness: 200 once the model is loaded; status 'degraded' (with the reason) "
@@ -40,7 +40,11 @@ async def queue_status(state: State) -> QueueStatus:
 @get("/api/nodes", summary="This node and its peers with their load", responses=errors(401))
 async def nodes(state: State) -> NodeList:
     node = state.node
-    return to_model({"nodes": await node.nodes(), "warning": node.cluster_problem}, NodeList)
+    listed = await node.nodes()
+    for entry in listed:
+        if entry.get("state") not in NODE_STATES:  # a peer of a later version with a state we do not know
+            entry["state"] = "incompatible"
+    return to_model({"nodes": listed, "warning": node.cluster_problem}, NodeList)
 
 
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)
