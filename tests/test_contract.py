@@ -5,6 +5,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
+from sayit_node.api.cluster import STORE_PATHS
+
 from tests.conftest import NodeProcess, wait_job
 
 
@@ -172,6 +174,8 @@ def test_openapi_every_route_describes_every_response_body(spec):
                     assert "error" in schema["required"]
         if method in ("post", "delete") and path != "/api/shutdown":  # the Origin guard may refuse it
             assert "403" in responses, where
+        if path.startswith(STORE_PATHS):  # refused with 503 cluster_unavailable while Redis is gone
+            assert "503" in responses, where
     # A stream says so, and what its events carry.
     events = operations[("/api/jobs/{job_id}/events", "get")]["responses"]["200"]["content"]
     assert list(events) == ["text/event-stream"]

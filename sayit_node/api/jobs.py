@@ -64,21 +64,21 @@ async def transcribe(request: Request, state: State) -> Response:
     return await wait_and_respond(service, job, fmt, words=words)
 
 
-@get("/api/jobs", summary="Recent jobs", responses=errors(400, 401))
+@get("/api/jobs", summary="Recent jobs", responses=errors(400, 401, 503))
 async def list_jobs(state: State, limit: int = 100) -> JobList:
     service: JobService = state.node.service
     jobs = await service.store.list_jobs(limit=max(1, min(limit, 1000)))
     return to_model({"jobs": [await service.status(job, partial=False) for job in jobs]}, JobList)
 
 
-@get("/api/jobs/{job_id:str}", summary="A job's status and progress", responses=errors(400, 401, 404))
+@get("/api/jobs/{job_id:str}", summary="A job's status and progress", responses=errors(400, 401, 404, 503))
 async def get_job(state: State, job_id: str) -> JobView:
     service: JobService = state.node.service
     return to_model(await service.status(await _job_or_404(service, job_id)), JobView)
 
 
 @get("/api/jobs/{job_id:str}/result", summary="A finished job's transcript (format: json, verbose_json, text, srt, vtt)",
-     responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 404, 409, 500)})
+     responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 404, 409, 500, 503)})
 async def get_result(state: State, job_id: str, format: str = "json") -> Response:
     service: JobService = state.node.service
     fmt = normalise_format(format)
@@ -95,7 +95,7 @@ async def get_result(state: State, job_id: str, format: str = "json") -> Respons
              "'failed' or 'cancelled' (data: {jobId, status})",
      responses={200: event_stream(JobView, "text/event-stream: each 'data' is a JSON JobView ('progress'), "
                                            "the last one {jobId, status}"),
-                **errors(400, 401, 404, 429)})
+                **errors(400, 401, 404, 429, 503)})
 async def job_events(state: State, job_id: str) -> ServerSentEvent:
     service: JobService = state.node.service
     await _job_or_404(service, job_id)
@@ -117,7 +117,7 @@ async def job_events(state: State, job_id: str) -> ServerSentEvent:
 
 @delete("/api/jobs/{job_id:str}", status_code=200,
         summary="Cancel or delete a job: its audio, segments and transcript are deleted at once",
-        responses=errors(400, 401, 403, 404))
+        responses=errors(400, 401, 403, 404, 503))
 async def cancel_job(state: State, job_id: str) -> JobView:
     service: JobService = state.node.service
     await _job_or_404(service, job_id)

@@ -28,7 +28,7 @@ async def diagnose(state: State) -> Diagnose:
     return to_model(await state.node.diagnose(), Diagnose)
 
 
-@get("/api/queue-status", summary="Jobs and chunks queued, running and done", responses=errors(401))
+@get("/api/queue-status", summary="Jobs and chunks queued, running and done", responses=errors(401, 503))
 async def queue_status(state: State) -> QueueStatus:
     node = state.node
     counts = await node.store.counts()
