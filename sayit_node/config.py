@@ -128,7 +128,12 @@ class Settings(BaseSettings):
     engine: Literal["auto", "faster-whisper", "mlx", "simulated"] = Field(
         "auto", validation_alias="SAYIT_ENGINE"
     )
-    compute_type: str = Field("int8", validation_alias="SAYIT_COMPUTE_TYPE")
+    # auto: CUDA when CTranslate2 sees a GPU, else the CPU (faster-whisper engine).
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", validation_alias="SAYIT_DEVICE")
+    # auto: float16 on CUDA, int8 on the CPU.
+    compute_type: str = Field("auto", validation_alias="SAYIT_COMPUTE_TYPE")
+    # Chunks decoded together in one CTranslate2 call (faster-whisper); 1 = one chunk per call.
+    batch_size: int = Field(8, ge=1, le=64, validation_alias="SAYIT_BATCH_SIZE")
     beam_size: int = Field(5, ge=1, le=20, validation_alias="SAYIT_BEAM_SIZE")
     language: str | None = Field(None, validation_alias="SAYIT_LANGUAGE")
     max_duration_minutes: float = Field(
@@ -186,6 +191,11 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("language", mode="before")
     @classmethod
     def _empty_language_is_auto(cls, value: Any) -> Any:
@@ -213,6 +223,11 @@ class Settings(BaseSettings):
             auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
             return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
         return None
+
+    @property
+    def concurrency_given(self) -> bool:
+        """MAX_CONCURRENT_CHUNKS was set (else the engine says how many chunks keep it busy)."""
+        return "max_concurrent_chunks" in self.model_fields_set
 
     @property
     def max_duration_seconds(self) -> float:

@@ -24,7 +24,7 @@ import psutil
 from . import __version__
 from .config import Settings
 from .datadir import DataDirLock, private_dir, private_file
-from .engines import load_engine
+from .engines import cuda_device_count, load_engine
 from .federation.advert import PROTOCOL_VERSION, NodeAdvert
 from .federation.cluster_keys import ClusterKeys
 from .federation.discovery import Discovery
@@ -121,7 +121,8 @@ class Node:
         models = [self.engine.model_name]
         self.broker = StoreBroker(lambda: self._claim(models))
         # The engine gets threads of its own (one per parallel chunk, one for language detection).
-        self.engine_executor = ThreadPoolExecutor(s.max_concurrent_chunks + 1, thread_name_prefix="sayit-engine")
+        slots = self.slots
+        self.engine_executor = ThreadPoolExecutor(slots + 1, thread_name_prefix="sayit-engine")
         self.worker = ChunkWorker(self.store, self.engine, self.node_id, speed=self.speed,
                                   on_job_end=self._job_ended, on_chunk_done=self._chunk_done,
                                   executor=self.engine_executor, speaker_model=self.speaker_model)
@@ -137,7 +138,7 @@ class Node:
         if self.registry is not None:
             self.service.live_models = self.live_models
         # taskiq's receiver asks the broker for a chunk only when one of its slots is free.
-        self._spawn(run_receiver_task(self.broker, max_async_tasks=s.max_concurrent_chunks, max_prefetch=0,
+        self._spawn(run_receiver_task(self.broker, max_async_tasks=slots, max_prefetch=0,
                                       propagate_exceptions=False), "sayit-receiver")
         self._spawn(self._cleanup_loop(), "sayit-cleanup")
         if self.link is not None:
@@ -148,7 +149,16 @@ class Node:
             self._spawn(self._heartbeat_loop(), "sayit-heartbeat")
         self.state = "up"
         log.info("%s %s (%s) ready in %s mode: %s on %s, %d parallel chunks", self.role, self.name, self.node_id,
-                 self.mode, self.engine.model_name, self.engine.name, s.max_concurrent_chunks)
+                 self.mode, self.engine.model_name, self.engine.name, slots)
+
+    @property
+    def slots(self) -> int:
+        """Chunks this node holds at once: MAX_CONCURRENT_CHUNKS when set, else what keeps the
+        engine busy (a batching engine wants a whole batch in flight)."""
+        s = self.settings
+        if s.concurrency_given or self.engine is None:
+            return s.max_concurrent_chunks
+        return max(1, int(getattr(self.engine, "slots", s.max_concurrent_chunks)))
 
     def speaker_model(self):
         """The speaker embedder for diarization, loaded (or downloaded) on first use."""
@@ -402,7 +412,8 @@ class Node:
             "engine": self.engine.name if self.engine else None,
             "model": self.engine.model_name if self.engine else s.model,
             "cores": os.cpu_count() or 1,
-            "maxConcurrentChunks": s.max_concurrent_chunks,
+            "maxConcurrentChunks": self.slots,
+            "device": getattr(self.engine, "device", None) if self.engine else None,
             "hostsRedis": self.hosted_redis is not None,
             "load": await self.load(),
             "lastSeen": datetime.now(timezone.utc).isoformat(),
@@ -491,7 +502,10 @@ class Node:
             "model": self.engine.model_name,
             "multilingual": self.engine.is_multilingual,
             "device": self.engine.device,
-            "computeType": s.compute_type,
+            "deviceSetting": s.device,
+            "cudaDevices": cuda_device_count(),
+            "computeType": getattr(self.engine, "compute_type", s.compute_type),
+            "batchSize": getattr(self.engine, "batch_size", 1),
             "beamSize": s.beam_size,
             "versions": {
                 "sayit": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
@@ -505,7 +519,7 @@ class Node:
             "limits": {
                 "maxDurationMinutes": s.max_duration_minutes,
                 "maxUploadMb": s.max_upload_mb,
-                "maxConcurrentChunks": s.max_concurrent_chunks,
+                "maxConcurrentChunks": self.slots,
                 "retentionHours": s.retention_hours,
                 "minFreeDiskMb": s.min_free_disk_mb,
                 "maxQueuedMinutes": s.max_queued_minutes,

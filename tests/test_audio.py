@@ -373,9 +373,10 @@ HAND_MADE = [
     ("cut-in-middle-of-short-pause", [(0, 10), (10.4, 25), (25.2, 28.8), (29.2, 40), (41, 55)], 56,
      [(0, 29.0), (29.0, 55)]),
     ("adjacent-regions-cut-at-boundary", [(0, 28), (28, 40)], 40, [(0, 28), (28, 40)]),
-    ("short-tail-merged", [(1, 15), (16, 29), (31, 33)], 35, [(1, 33)]),
+    # Balanced: as many chunks as greedy packing needs, the span limit as small as it can be.
+    ("short-tail-balanced-away", [(1, 15), (16, 29), (31, 33)], 35, [(1, 15.5), (15.5, 33)]),
     ("short-tail-too-far-to-merge", [(0, 14), (15, 28), (45, 48)], 50, [(0, 28.5), (44.5, 48)]),
-    ("tail-with-enough-speech-kept", [(0, 20), (21, 28), (30, 37)], 40, [(0, 28.5), (29.5, 37)]),
+    ("two-chunks-balanced", [(0, 20), (21, 28), (30, 37)], 40, [(0, 20.5), (20.5, 37)]),
     ("tail-merged-into-middle-chunk", [(0, 10), (10.5, 28), (29, 40), (41, 57), (58, 60)], 62,
      [(0, 28.5), (29, 60)]),
     ("one-region", [(3, 4)], 10, [(3, 4)]),

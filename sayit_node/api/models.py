@@ -219,6 +219,7 @@ class NodeInfo(Camel):
     model: str | None = None
     cores: int | None = None
     max_concurrent_chunks: int | None = None
+    device: str | None = None  # cpu, cuda, metal
     hosts_redis: bool = False
     load: NodeLoad | None = None
     last_seen: str | None = None  # ISO 8601
@@ -250,6 +251,9 @@ class Diagnose(Camel):
     warnings: list[str]
     # mDNS: whether adverts are signed, and adverts ignored (another cluster, forged, stale)
     discovery: dict[str, Any] | None = None
+    device_setting: str = "auto"  # SAYIT_DEVICE: auto | cpu | cuda
+    cuda_devices: int = 0  # CUDA GPUs CTranslate2 sees
+    batch_size: int = 1  # chunks per engine call
 
 
 class Stopping(Camel):

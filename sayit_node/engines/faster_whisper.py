@@ -1,18 +1,35 @@
-"""faster-whisper (CTranslate2) engine: the default on x86 and Linux."""
+"""faster-whisper (CTranslate2) engine: the default on x86 and Linux.
+
+Two ways to run chunks, chosen by `batch_size`:
+- batch_size > 1 (the default): chunks that arrive together (the node keeps
+  `workers * batch_size` chunks in flight) are encoded and decoded as one CTranslate2 batch
+  with timestamp tokens (see fw_batch.py); a chunk that fails faster-whisper's quality checks
+  is rerun alone with the temperature fallback.
+- batch_size == 1: one `WhisperModel.transcribe` call per chunk, `workers` of them in parallel.
+Word timestamps and explicit temperatures always take the single-chunk path.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
+from concurrent.futures import Future
 
 import numpy as np
 
+from . import fw_batch
 from .base import SAMPLE_RATE, Segment, TranscribeOptions, Word
 
 log = logging.getLogger(__name__)
 
 # faster-whisper's own temperature fallback, used when the client asks for temperature 0.
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# A batch waits this long for more chunks after the first arrives (chunks of one job are
+# claimed within milliseconds of each other), never longer than GATHER_MAX in all.
+GATHER_IDLE = 0.02
+GATHER_MAX = 0.15
 
 
 class FasterWhisperEngine:
@@ -27,15 +44,18 @@ class FasterWhisperEngine:
         compute_type: str = "int8",
         parallel_chunks: int = 1,
         cores: int = 1,
+        batch_size: int = 1,
     ) -> None:
         from faster_whisper import WhisperModel
 
-        # Measured here: N chunks in N threads on ONE model (num_workers=N, one core each)
-        # beats both cpu_threads=N on one call and the batched pipeline.
+        # parallel_chunks = model workers (threads calling CTranslate2 at once), each with
+        # cores // workers intra-op threads; batch_size = chunks per call.
         self.parallel_chunks = max(1, parallel_chunks)
+        self.batch_size = max(1, batch_size)
         cpu_threads = max(1, cores // self.parallel_chunks)
         self.model_name = model_name
         self.device = device
+        self.compute_type = compute_type
         self._model = WhisperModel(
             str(model_dir),
             device=device,
@@ -44,11 +64,23 @@ class FasterWhisperEngine:
             num_workers=self.parallel_chunks,
         )
         self._languages = list(self._model.supported_languages)
-        self._lock = threading.Lock()
+        self._requests: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        if self.batch_size > 1:
+            for i in range(self.parallel_chunks):
+                thread = threading.Thread(target=self._batch_loop, name=f"sayit-batch-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
         log.info(
-            "faster-whisper loaded %s (%s, %s, %d workers x %d threads)",
-            model_name, device, compute_type, self.parallel_chunks, cpu_threads,
+            "faster-whisper loaded %s (%s, %s, %d workers x %d threads, batches of up to %d chunks)",
+            model_name, device, compute_type, self.parallel_chunks, cpu_threads, self.batch_size,
         )
+
+    @property
+    def slots(self) -> int:
+        """Chunks this engine wants in flight to keep busy."""
+        return self.parallel_chunks * self.batch_size
 
     @property
     def is_multilingual(self) -> bool:
@@ -64,7 +96,20 @@ class FasterWhisperEngine:
         language, probability, _ = self._model.detect_language(samples[: 30 * SAMPLE_RATE])
         return language, float(probability)
 
+    # -- one chunk ----------------------------------------------------------------------------
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> list[Segment]:
+        if self.batch_size > 1 and self._batchable(samples, options):
+            future: Future = Future()
+            self._requests.put((samples, options, future))
+            return future.result()
+        return self._transcribe_one(samples, options)
+
+    @staticmethod
+    def _batchable(samples: np.ndarray, options: TranscribeOptions) -> bool:
+        return (not options.word_timestamps and options.temperature == 0
+                and len(samples) <= 30 * SAMPLE_RATE)
+
+    def _transcribe_one(self, samples: np.ndarray, options: TranscribeOptions) -> list[Segment]:
         temperature = FALLBACK_TEMPERATURES if options.temperature == 0 else options.temperature
         segments, _info = self._model.transcribe(
             samples,
@@ -93,5 +138,69 @@ class FasterWhisperEngine:
             for s in segments
         ]
 
+    # -- batches ------------------------------------------------------------------------------
+    def _gather(self) -> list[tuple]:
+        """The next batch: the first waiting request, then whatever arrives while they keep coming."""
+        while not self._stop.is_set():
+            try:
+                first = self._requests.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if first is None:
+                return []
+            batch = [first]
+            deadline = time.monotonic() + GATHER_MAX
+            while len(batch) < self.batch_size:
+                try:
+                    item = self._requests.get(timeout=max(0.0, min(GATHER_IDLE, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._requests.put(None)
+                    break
+                batch.append(item)
+            return batch
+        return []
+
+    def _batch_loop(self) -> None:
+        while not self._stop.is_set():
+            batch = self._gather()
+            if not batch:
+                continue
+            groups: dict[tuple, list[tuple]] = {}
+            for item in batch:
+                o = item[1]
+                groups.setdefault((o.language, o.task, o.beam_size, o.prompt or None), []).append(item)
+            for (language, task, beam_size, prompt), items in groups.items():
+                self._run_group(items, language, task, beam_size, prompt)
+
+    def _run_group(self, items: list[tuple], language, task, beam_size, prompt) -> None:
+        live = [item for item in items if item[2].set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = fw_batch.generate_batch(self._model, [s for s, _, _ in live], language=language, task=task,
+                                              beam_size=beam_size, prompt=prompt)
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting chunk
+            for _, _, future in live:
+                future.set_exception(exc)
+            return
+        for (samples, options, future), result in zip(live, results):
+            try:
+                if result is None:  # failed the quality checks: the temperature fallback, alone
+                    log.debug("chunk of %.1f s reruns with the temperature fallback", len(samples) / SAMPLE_RATE)
+                    future.set_result(self._transcribe_one(samples, options))
+                else:
+                    future.set_result([Segment(start=round(s["start"], 3), end=round(s["end"], 3), text=s["text"],
+                                               tokens=list(s["tokens"]), temperature=0.0,
+                                               avg_logprob=float(s["avg_logprob"]),
+                                               compression_ratio=float(s["compression_ratio"]),
+                                               no_speech_prob=float(s["no_speech_prob"])) for s in result])
+            except BaseException as exc:  # noqa: BLE001
+                future.set_exception(exc)
+
     def close(self) -> None:
+        self._stop.set()
+        for _ in self._threads:
+            self._requests.put(None)
         self._model = None  # CTranslate2 frees the model when the last reference goes
