@@ -200,7 +200,7 @@ async def _transcribe_local(args, fmt: str) -> int:
         try:
             with _progress() as progress:
                 for path in args.files:
-                    task = progress.add_task(path.name, total=100)
+                    task = progress.add_task(path.name, total=None)
                     try:
                         language = args.language or None
                         node.service.check_language(language)
@@ -212,8 +212,11 @@ async def _transcribe_local(args, fmt: str) -> int:
                         fail(f"{path.name}: {message}")
                         failures += 1
                         continue
+                    # The bar counts audio seconds transcribed (chunks differ in length).
+                    progress.update(task, total=max(job.duration, 0.1), completed=0)
                     async for current in node.service.watch(job.id, poll=0.2):
-                        progress.update(task, completed=current.progress)
+                        view = await node.service.status(current, partial=False)
+                        progress.update(task, completed=view["processedSeconds"])
                     current = await node.store.get_job(job.id)
                     if current.status != "completed":
                         fail(f"{path.name}: {current.error or current.status}")
@@ -242,10 +245,14 @@ def _transcribe_remote(args, fmt: str) -> int:
     with _client(args, timeout=60) as client, _progress() as progress:
         client.health()  # "no node at ..." once, before any upload
         for path in args.files:
-            task = progress.add_task(path.name, total=100)
+            task = progress.add_task(path.name, total=None)
             try:
-                job_id = client.submit(path, language=args.language)["jobId"]
-                job = client.wait(job_id, on_update=lambda j: progress.update(task, completed=j["progress"]))
+                submitted = client.submit(path, language=args.language)
+                job_id = submitted["jobId"]
+                # The bar counts audio seconds transcribed (chunks differ in length).
+                progress.update(task, total=max(float(submitted.get("duration") or 0.0), 0.1), completed=0)
+                job = client.wait(job_id, on_update=lambda j: progress.update(
+                    task, completed=j.get("processedSeconds", j["progress"] * j.get("duration", 0) / 100)))
                 if job["status"] != "completed":
                     raise NodeError(job.get("error") or job["status"])
                 text = client.result(job_id, fmt)

@@ -50,6 +50,7 @@ class Job(TypedDict, total=False):
     totalChunks: int
     failedChunks: int
     etaSeconds: float | None
+    processedSeconds: float
     language: str | None
     duration: float
     model: str

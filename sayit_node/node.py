@@ -118,6 +118,7 @@ class Node:
         if self.engine is None:
             self.engine = await asyncio.to_thread(load_engine, s)
         await self._open_store()
+        self.speed.load_calibration(s.data_dir / "engine_speed.json", self._calibration_key())
         models = [self.engine.model_name]
         self.broker = StoreBroker(lambda: self._claim(models))
         # The engine gets threads of its own (one per parallel chunk, one for language detection).
@@ -137,6 +138,8 @@ class Node:
         )
         if self.registry is not None:
             self.service.live_models = self.live_models
+        # Before the first chunk: the model's first-call costs are paid here, not by a job.
+        await self._warm_up()
         # taskiq's receiver asks the broker for a chunk only when one of its slots is free.
         self._spawn(run_receiver_task(self.broker, max_async_tasks=slots, max_prefetch=0,
                                       propagate_exceptions=False), "sayit-receiver")
@@ -150,6 +153,38 @@ class Node:
         self.state = "up"
         log.info("%s %s (%s) ready in %s mode: %s on %s, %d parallel chunks", self.role, self.name, self.node_id,
                  self.mode, self.engine.model_name, self.engine.name, slots)
+
+    def _calibration_key(self) -> str:
+        e = self.engine
+        return "|".join(str(x) for x in (e.name, e.model_name, getattr(e, "device", "?"),
+                                          getattr(e, "compute_type", ""), getattr(e, "batch_size", 1),
+                                          self.settings.beam_size, os.cpu_count() or 1))
+
+    async def _warm_up(self) -> None:
+        """First-call costs paid before the first job, and a first speed estimate measured:
+        one silent 30 s window through the engine, on the engine's own threads."""
+        if self.engine.name == "simulated":
+            self.speed.warmup_rate = 1.0 / max(self.settings.simulated_cost, 1e-6)
+            return
+        import numpy as np
+
+        from .engines.base import TranscribeOptions
+        from .jobs.worker import WARMUP_SECONDS
+
+        samples = np.zeros(int(WARMUP_SECONDS * 16_000), np.float32)
+        options = TranscribeOptions(language="en" if not self.engine.is_multilingual else "en",
+                                    beam_size=self.settings.beam_size)
+        loop = asyncio.get_running_loop()
+        try:
+            started = time.monotonic()
+            await loop.run_in_executor(self.engine_executor, self.engine.transcribe, samples, options)
+            wall = time.monotonic() - started
+        except Exception as exc:  # a warm-up problem is not the node's problem
+            log.debug("warm-up failed: %s", exc)
+            return
+        self.speed.record_warmup(WARMUP_SECONDS, wall)
+        log.info("warm-up: a 30 s window in %.2f s; first estimates assume %.1f audio s per s%s", wall,
+                 self.speed.rate(), " (kept from earlier jobs)" if self.speed.job_rate else "")
 
     @property
     def slots(self) -> int:
@@ -334,6 +369,8 @@ class Node:
     def _job_ended(self, job: JobRecord) -> None:
         if self.service is not None:
             self.service.queued.release(job.id)
+        if job.status == "completed" and job.started_at and job.finished_at:
+            self.speed.record_job(job.duration, job.finished_at - job.started_at)
         self.metrics.jobs.labels(job.status).inc()
 
     async def _cleanup_loop(self) -> None:

@@ -151,6 +151,7 @@ class JobView(Camel):
     started_at: float | None
     finished_at: float | None
     diarize: bool = False  # speaker labels were asked for (they are in the result formats)
+    processed_seconds: float = 0.0  # audio seconds transcribed so far (what progress bars count)
 
 
 class JobList(Camel):

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -26,9 +27,6 @@ from .transcript import Transcript, diarize_transcript, stitch
 from .worker import SpeedMeter
 
 log = logging.getLogger(__name__)
-
-# Speed assumed for estimates before the node has measured its own (audio s per wall s).
-INITIAL_SPEED_GUESS = 10.0
 
 
 @dataclass
@@ -179,10 +177,33 @@ class JobService:
         return t
 
     def estimate_seconds(self, audio_seconds: float) -> float:
-        speed = self.speed.speed() or INITIAL_SPEED_GUESS
+        """Wall seconds for this much audio at the node's calibrated speed (see SpeedMeter)."""
         if audio_seconds <= 0:
             return 0.0
-        return max(0.1, round(audio_seconds / speed, 1))
+        return max(0.1, round(audio_seconds / self.speed.rate(), 1))
+
+    def job_eta(self, job: JobRecord, chunks: list[ChunkRecord], now: float | None = None) -> float:
+        """Seconds until an active job ends: the calibrated speed until its first chunks are
+        done, then the speed this job itself shows, minus the time spent since."""
+        now = time.time() if now is None else now
+        done = sum(c.duration for c in chunks if c.status == "done")
+        remaining = sum(c.duration for c in chunks if c.status != "done")
+        if remaining <= 0:
+            return 0.1
+        if job.started_at is None:
+            return max(0.1, self.estimate_seconds(remaining))
+        elapsed = max(0.0, now - job.started_at)
+        if done > 0:
+            # The job's own speed so far (audio done per second since it started), weighted
+            # with the calibrated one by how much of the job it has seen.
+            seen = done / (done + remaining)
+            rate = (done / max(elapsed, 1e-3)) ** seen * self.speed.rate() ** (1 - seen)
+            last_done = max((c.finished_at or 0.0) for c in chunks if c.status == "done")
+            since = max(0.0, now - last_done) if last_done else 0.0
+        else:
+            rate, since = self.speed.rate(), elapsed
+        estimate = remaining / rate
+        return round(max(0.1, estimate - since, 0.1 * estimate), 1)
 
     async def status(self, job: JobRecord, *, partial: bool = True) -> dict:
         """The job as `GET /api/jobs/{id}` shows it (durations in seconds)."""
@@ -194,10 +215,11 @@ class JobService:
         if partial:
             partial_text = stitch(chunks, language=job.language, duration=job.duration, prefix_only=True).text
         eta = None
+        processed = job.duration if job.status == "completed" else 0.0
         if active:
-            remaining = sum(c.duration for c in chunks if c.status != "done")
             # The chunk list may be a moment newer than `job`: an active job never shows 0.
-            eta = max(0.1, self.estimate_seconds(remaining))
+            eta = self.job_eta(job, chunks)
+            processed = min(job.duration, sum(c.duration for c in chunks if c.status == "done"))
         elif job.status == "completed":
             eta = 0.0
         warning = None
@@ -212,6 +234,7 @@ class JobService:
             "totalChunks": job.total_chunks,
             "failedChunks": job.failed_chunks,
             "etaSeconds": eta,
+            "processedSeconds": round(processed, 3),
             "language": job.language,
             "duration": round(job.duration, 3),
             "model": job.model,

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
+from pathlib import Path
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -28,12 +30,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SpeedMeter:
-    """Recent throughput in audio seconds per wall second, over a sliding window."""
+    """Recent throughput in audio seconds per wall second, over a sliding window, and the
+    calibrated speed estimates are made from.
+
+    Calibration, best first: the speed of whole jobs this engine finished (an average kept in
+    the data directory across restarts, per engine/model/device/batch/cores), else the warm-up
+    at start (a silent 30 s window, scaled by WARMUP_SPEECH_FACTOR), else a fixed guess.
+    """
 
     window: float = 60.0
     _events: deque = field(default_factory=deque)  # (finished_at, audio_seconds, busy_seconds)
     total_audio_seconds: float = 0.0
     total_chunks: int = 0
+    warmup_rate: float = 0.0  # audio s per wall s, from the warm-up
+    job_rate: float = 0.0  # audio s per wall s of whole jobs (moving average)
+    calibration_file: Path | None = None
+    calibration_key: str = ""
 
     def record(self, audio_seconds: float, busy_seconds: float) -> None:
         now = time.monotonic()
@@ -55,6 +67,55 @@ class SpeedMeter:
         first_start = min(t - busy for t, _, busy in self._events)
         span = max(now - first_start, 1e-3)
         return sum(a for _, a, _ in self._events) / min(span, self.window)
+
+    # -- calibration ----------------------------------------------------------------------------
+    def rate(self) -> float:
+        """Best estimate of this node's speed on a job (audio s per wall s)."""
+        return self.job_rate or self.warmup_rate or INITIAL_SPEED_GUESS
+
+    def record_warmup(self, window_seconds: float, wall_seconds: float) -> None:
+        self.warmup_rate = window_seconds / max(wall_seconds * WARMUP_SPEECH_FACTOR, 1e-3)
+
+    def record_job(self, audio_seconds: float, wall_seconds: float) -> None:
+        """A job finished: `audio_seconds` took `wall_seconds` from its first chunk to its last."""
+        if audio_seconds < 5 or wall_seconds <= 0:
+            return  # too short to say much (fixed costs dominate)
+        rate = audio_seconds / wall_seconds
+        self.job_rate = rate if not self.job_rate else 0.7 * self.job_rate + 0.3 * rate
+        self._save()
+
+    def load_calibration(self, path: Path, key: str) -> None:
+        self.calibration_file, self.calibration_key = path, key
+        try:
+            value = float(json.loads(path.read_text()).get(key, 0.0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return
+        if 0 < value < 1e5:
+            self.job_rate = value
+
+    def _save(self) -> None:
+        if self.calibration_file is None:
+            return
+        try:
+            try:
+                data = json.loads(self.calibration_file.read_text())
+                data = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                data = {}
+            data[self.calibration_key] = round(self.job_rate, 3)
+            tmp = self.calibration_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self.calibration_file)
+        except OSError as exc:
+            log.debug("cannot keep the speed calibration: %s", exc)
+
+
+# Speed assumed before anything was measured (audio s per wall s).
+INITIAL_SPEED_GUESS = 10.0
+# A 21-24 s chunk of speech cost ~3.2x a silent 30 s window (tiny.en int8, beam 5, 2 cores;
+# `bench/speed.py` reports how close the first estimate comes).
+WARMUP_SPEECH_FACTOR = 3.2
+WARMUP_SECONDS = 30.0
 
 
 @dataclass
