@@ -228,7 +228,10 @@ class LoadWindow(QWidget):
             cpu = load.get("cpu")
             load_text = (f"{float(cpu):.0f}% CPU · " if cpu is not None else "") + \
                 f"{load.get('activeChunks', 0)} active · {load.get('queuedChunks', 0)} queued"
-            cells = (name, str(node.get("engine") or "—"), str(node.get("cores") or "—"), load_text,
+            engine = str(node.get("engine") or "—")
+            if node.get("device"):  # cpu, cuda, metal (SAYIT_DEVICE)
+                engine += f" · {node['device']}"
+            cells = (name, engine, str(node.get("cores") or "—"), load_text,
                      str(node.get("state") or "—"),
                      "now" if node.get("self") else ago(node.get("lastSeen")))
             for col, text in enumerate(cells):

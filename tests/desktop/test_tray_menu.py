@@ -57,7 +57,7 @@ def enabled(tray):
 
 def snapshot(*, peers=(), active=0, queued=0, jobs=()):
     nodes = [{"id": "me", "name": "this", "self": True, "state": "up", "engine": "faster-whisper",
-              "cores": 2, "load": {"cpu": 12.5, "memory": 300 * 1024 * 1024, "activeChunks": active,
+              "device": "cuda", "cores": 2, "load": {"cpu": 12.5, "memory": 300 * 1024 * 1024, "activeChunks": active,
                                    "queuedChunks": queued, "speed": 21.5},
               "lastSeen": "2026-01-01T00:00:00+00:00"}]
     for pid, name in peers:
@@ -272,6 +272,7 @@ def test_load_window_fills_from_a_snapshot_and_clears_when_stopped(tray):
     assert win.speed.text() == "21.5 audio-s/s"
     assert win.peer_names() == ["this (this node)", "mac-mini"]
     assert win.peers.item(1, 1).text() == "mlx" and win.peers.item(1, 2).text() == "8"
+    assert win.peers.item(0, 1).text() == "faster-whisper · cuda"  # SAYIT_DEVICE as the node reports it
     assert win.peers.item(1, 3).text() == "40% CPU · 1 active · 0 queued"
     assert win.progress_values() == [42, 100, 50]
     assert [win.jobs.item(r, 3).text() for r in range(3)] == ["3/7", "2/2", "1/2 (1 failed)"]
