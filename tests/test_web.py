@@ -96,7 +96,9 @@ def test_page_transcribes_uploads_with_progress_and_downloads_srt(page, node, sp
     dialog.get_by_role("button", name="Save").click()
     page.wait_for_function("k => localStorage.getItem('sayit.apiKey') === k", arg=API_KEY)
     page.get_by_text("(this node)").wait_for()  # the cluster view, fetched with the key
-    assert "tiny.en" in page.locator("#node-list").inner_text()
+    cluster = page.locator("#node-list").inner_text()
+    assert "tiny.en" in cluster and "faster-whisper" in cluster  # model and engine
+    assert re.search(r"\d+/\d+ parts running", cluster) and "CPU" in cluster, cluster  # and its load
 
     # Record every status line the page shows: progress must be seen moving, not only "Done".
     page.evaluate("""() => {
