@@ -38,13 +38,16 @@ def _segment_der(ref, segments) -> float:
 def test_diarized_json_over_http(node_factory, two_voices):
     path, ref = two_voices
     node = node_factory()
+    from openai import OpenAI
+
+    # The official SDK parses it as its own TranscriptionDiarized.
+    sdk = OpenAI(base_url=node.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+    result = sdk.audio.transcriptions.create(model="whisper-1", file=path.open("rb"), response_format="diarized_json")
+    assert type(result).__name__ == "TranscriptionDiarized" and result.task == "transcribe"
+    segments = [s.model_dump() for s in result.segments]
     with node.client() as client:
-        response = client.post("/v1/audio/transcriptions", files={"file": path.open("rb")},
-                               data={"model": "whisper-1", "response_format": "diarized_json"})
-        assert response.status_code == 200, response.text
-        body = response.json()
-        segments = body["segments"]
         assert segments and {"type", "id", "start", "end", "text", "speaker"} <= set(segments[0])
+        assert segments[0]["type"] == "transcript.text.segment"
         assert {s["speaker"] for s in segments} == {"Speaker 1", "Speaker 2"}
         assert segments[0]["speaker"] == "Speaker 1"
         assert _segment_der(ref, segments) < 0.15, segments
