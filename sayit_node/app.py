@@ -15,6 +15,7 @@ from .api.cluster import REDIS_EXCEPTION_HANDLERS, cluster_guard
 from .api.errors import EXCEPTION_HANDLERS, ApiError
 from .api.guard import host_guard_middleware
 from .api.limits import Slots
+from .api.models import describe_other_bodies
 from .node import Node
 
 # The web page and its files are public (they hold no data); the API calls it makes are not.
@@ -47,7 +48,7 @@ def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> L
         "stream_slots": Slots(settings.max_event_streams, "event streams at once", "too_many_streams",
                               "SAYIT_MAX_EVENT_STREAMS"),
     })
-    return Litestar(
+    app = Litestar(
         route_handlers=[*openai.ROUTES, *jobs.ROUTES, *system.ROUTES, *web.ROUTES],
         state=state,
         middleware=[host_guard_middleware(settings)],
@@ -61,3 +62,5 @@ def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> L
         logging_config=None,  # the node configures logging itself (stdout + rotating file)
         debug=False,
     )
+    describe_other_bodies(app.openapi_schema)
+    return app

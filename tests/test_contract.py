@@ -180,6 +180,12 @@ def test_openapi_every_route_describes_every_response_body(spec):
     events = operations[("/api/jobs/{job_id}/events", "get")]["responses"]["200"]["content"]
     assert list(events) == ["text/event-stream"]
     assert events["text/event-stream"]["schema"]["$ref"].endswith("/JobView")
+    # Transcripts also come as text, SRT and VTT; /v1 streams with stream=true.
+    for path, method in [("/api/jobs/{job_id}/result", "get"), ("/api/transcribe", "post"),
+                         ("/v1/audio/transcriptions", "post"), ("/v1/audio/translations", "post")]:
+        content = operations[(path, method)]["responses"]["200"]["content"]
+        expected = {"application/json", "text/plain", "application/x-subrip", "text/vtt"}
+        assert set(content) == expected | ({"text/event-stream"} if path.startswith("/v1") else set()), path
     for path in ("/v1/audio/transcriptions", "/api/transcribe", "/api/jobs/{job_id}/events"):
         method = "get" if path.endswith("events") else "post"
         assert "429" in operations[(path, method)]["responses"], path

@@ -273,3 +273,38 @@ class ModelEntry(msgspec.Struct):
 class ModelList(msgspec.Struct):
     object: str
     data: list[ModelEntry]
+
+
+# --- the bodies that are not JSON ------------------------------------------------------------
+
+# A route has one body model per status in Litestar; the transcript routes also answer 200 with
+# text, SRT or VTT (format / response_format), and /v1 with a server-sent stream (stream=true).
+TEXT_BODIES = {
+    "text/plain": "format text: the transcript as plain text",
+    "application/x-subrip": "format srt: numbered SubRip cues",
+    "text/vtt": "format vtt: WebVTT cues",
+}
+TRANSCRIPT_ROUTES = {
+    ("/api/jobs/{job_id}/result", "get"): False, ("/api/transcribe", "post"): False,
+    ("/v1/audio/transcriptions", "post"): True, ("/v1/audio/translations", "post"): True,  # True: streams
+}
+
+
+def describe_other_bodies(openapi) -> None:
+    """Add the text transcript media types (and the /v1 stream) to the 200 of the transcript routes."""
+    from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Schema
+
+    for (path, method), streams in TRANSCRIPT_ROUTES.items():
+        item = (openapi.paths or {}).get(path)
+        operation = getattr(item, method, None) if item is not None else None
+        response = (operation.responses or {}).get("200") if operation is not None else None
+        if response is None or response.content is None:
+            continue
+        for media_type, description in TEXT_BODIES.items():
+            schema = Schema(type=OpenAPIType.STRING, description=description)
+            response.content[media_type] = OpenAPIMediaType(schema=schema)
+        if streams:
+            response.content["text/event-stream"] = OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.STRING,
+                description="stream=true: 'transcript.text.delta' events ({type, delta}) as parts finish, then "
+                            "'transcript.text.done' ({type, text}) or 'error' ({type, error})"))
