@@ -34,12 +34,14 @@ class NodeError(Exception):
 
 
 class Health(TypedDict, total=False):
-    status: str
+    status: str  # ok, degraded (see reason)
     nodeId: str
     name: str
     version: str
     engine: str
     model: str
+    languages: list[str]
+    reason: str | None
 
 
 class Job(TypedDict, total=False):
@@ -57,8 +59,10 @@ class Job(TypedDict, total=False):
     filename: str
     partialText: str | None
     error: str | None
-    createdAt: str | None
-    finishedAt: str | None
+    warning: str | None
+    createdAt: float  # Unix time
+    startedAt: float | None
+    finishedAt: float | None
 
 
 class Submitted(TypedDict, total=False):
@@ -76,13 +80,14 @@ class NodeInfo(TypedDict, total=False):
     id: str
     name: str
     self: bool
-    state: str
-    engine: str
-    model: str
-    cores: int
-    url: str
-    load: dict[str, Any]
-    lastSeen: str
+    state: str  # starting, up, stopping, stopped, down, incompatible
+    role: str  # node, worker
+    engine: str | None
+    model: str | None
+    cores: int | None
+    url: str | None
+    load: dict[str, Any] | None
+    lastSeen: str | None  # ISO 8601
 
 
 def check_url(url: str) -> str:

@@ -220,3 +220,46 @@ def test_one_http_client_for_the_cli_and_the_tray():
                 offenders += [f"{relative}:{node.lineno} imports {n}" for n in names
                               if n in HTTP_MODULES or n.split(".")[0] in HTTP_MODULES]
     assert offenders == []
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object",
+               type(None): "null"}
+
+
+def _json_types(hint) -> set[str]:
+    import typing
+
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if args and origin not in (list, dict):  # a union
+        return set().union(*(_json_types(a) for a in args))
+    return {_JSON_TYPES.get(origin or hint, "any")}
+
+
+def _schema_types(spec: dict, prop: dict) -> set[str]:
+    if "$ref" in prop:
+        prop = _resolve(spec, prop)
+    if "oneOf" in prop or "anyOf" in prop:
+        return set().union(*(_schema_types(spec, p) for p in prop.get("oneOf", prop.get("anyOf"))))
+    if "enum" in prop or "const" in prop:
+        return {"string"}
+    kind = prop.get("type", "any")
+    return set(kind) if isinstance(kind, list) else {kind}
+
+
+@pytest.mark.parametrize(("typed", "component"), [("Health", "Health"), ("Job", "JobView"),
+                                                  ("Submitted", "JobAccepted"), ("NodeInfo", "NodeInfo")])
+def test_the_client_names_fields_as_the_schema_does(spec, typed, component):
+    """sayit_node.client's TypedDicts (what the CLI and tray read) agree with the node's OpenAPI:
+    every field exists under that name, with a compatible JSON type (the nodeId/node_id kind of slip)."""
+    import typing
+
+    from sayit_node import client
+
+    properties = spec["components"]["schemas"][component]["properties"]
+    for name, hint in typing.get_type_hints(getattr(client, typed)).items():
+        assert name in properties, f"client.{typed}.{name} is not in the node's {component}"
+        wanted, served = _json_types(hint), _schema_types(spec, properties[name])
+        if "number" in wanted:
+            wanted.add("integer")
+        assert "any" in wanted or served <= wanted, f"client.{typed}.{name}: {wanted} vs {served}"
