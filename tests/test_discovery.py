@@ -457,6 +457,22 @@ def test_advert_is_resigned_and_stays_fresh(lo_ns: Net):
     assert upd["signed_at"] > first["signed_at"]
 
 
+def test_joiner_starts_alone_when_the_advertised_redis_fails(lo_ns: Net, tmp_path):
+    # A correctly signed advert names a Redis that does not answer (host gone, port closed): a
+    # real node must skip it and start (it used to exit: "cannot use the cluster's Redis").
+    lo_ns.node("H", "127.0.0.1", 18001, "--secret", SECRET, "--hosts-redis", f"18379:{'ab' * 32}")
+    env = {"SAYIT_CLUSTER_SECRET": SECRET, "SAYIT_ENGINE": "simulated", "SAYIT_DISCOVERY": "on",
+           "HOST": "127.0.0.1", "PORT": "18002", "MAX_CONCURRENT_CHUNKS": "1",
+           "SAYIT_DATA_DIR": str(tmp_path / "data"), "SAYIT_LOG_DIR": str(tmp_path / "logs"),
+           "SAYIT_CONFIG_FILE": str(tmp_path / "config.toml")}
+    node = lo_ns.spawn("J", ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "sayit_node", "serve"])
+    skipped = node.wait_for(lambda e: "not joining the Redis advertised by" in e.get("text", ""), 30,
+                            "the joiner skips the dead Redis")
+    assert "127.0.0.1:18379" in skipped["text"]
+    node.wait_for(lambda e: "ready in standalone mode" in e.get("text", ""), 30, "the joiner starts alone")
+    assert node.popen.poll() is None
+
+
 def test_nodes_in_two_namespaces_over_a_bridge(lan: dict[str, Net]):
     opts = ("--dead-after", "2", "--forget-after", "5")
     a = lan["a"].node("A", "10.200.0.1", 18001, *opts)

@@ -66,6 +66,8 @@ async def main() -> int:
     ap.add_argument("--forget-after", type=float, default=60.0)
     ap.add_argument("--resign", type=float, default=60.0, help="re-sign the advert every N s")
     ap.add_argument("--no-health", action="store_true", help="do not serve /api/health")
+    ap.add_argument("--hosts-redis", default=None, metavar="PORT:SHA256",
+                    help="advertise a hosted Redis on PORT with this certificate fingerprint")
     ap.add_argument("--answer-as", default=None, help="/api/health names this node id instead")
     ap.add_argument("--trust", action="append", default=[],
                     help="node id the external liveness source reports alive (repeatable)")
@@ -86,6 +88,9 @@ async def main() -> int:
     )
     if args.protocol is not None:
         fields["protocol"] = args.protocol
+    if args.hosts_redis:
+        port, fingerprint = args.hosts_redis.split(":")
+        fields.update(hosts_redis=True, redis_port=int(port), cert_fingerprint=fingerprint)
     advert = NodeAdvert(**fields)
 
     disc: Discovery
