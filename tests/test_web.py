@@ -212,3 +212,30 @@ def test_page_fits_a_phone_and_reports_upload_errors(browser, node, tmp_path):
     assert page.evaluate(UNNAMED_CONTROLS) == []
     context.close()
     assert foreign == [], f"the page fetched from elsewhere than its node: {foreign}"
+
+
+def test_page_shows_the_transcript_growing_while_it_runs(browser, node_factory, minute_speech):
+    """One part at a time (MAX_CONCURRENT_CHUNKS=1), so the first parts' text is on the page while
+    the job still runs; the final transcript then replaces it with timestamped segments."""
+    grower = node_factory(env={"MAX_CONCURRENT_CHUNKS": "1"})
+    path, text = minute_speech
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(grower.url + "/")
+    page.evaluate("""() => {
+        window.growing = [];
+        new MutationObserver(() => document.querySelectorAll('.job').forEach((job) => {
+            const shown = job.querySelector('.transcript').textContent.trim();
+            if (job.dataset.status === 'running' && shown && !window.growing.includes(shown)) window.growing.push(shown);
+        })).observe(document.getElementById('job-list'), {subtree: true, childList: true, characterData: true,
+                                                         attributes: true});
+    }""")
+    page.locator("#files").set_input_files([str(path)])
+    card = page.locator(".job", has_text=path.name)
+    card.locator(".segment").first.wait_for(timeout=180_000)
+    growing = page.evaluate("window.growing")
+    final = " ".join(card.locator(".segment .text").all_inner_texts())
+    assert growing, "no transcript text was shown while the job ran"
+    assert len(growing[0].split()) < 0.8 * len(final.split())  # a part of it, not the whole
+    assert wer(text, final) < 20
+    context.close()
