@@ -107,6 +107,8 @@ def test_page_transcribes_uploads_with_progress_and_downloads_srt(page, node, sp
             (el) => { if (!window.seen.includes(el.textContent)) window.seen.push(el.textContent); }))
           .observe(document.getElementById('job-list'), {subtree: true, childList: true, characterData: true});
     }""")
+    streams: list[str] = []  # progress comes from the jobs' server-sent events
+    page.on("request", lambda request: streams.append(request.url) if request.url.endswith("/events") else None)
     page.get_by_label("Spoken language").select_option("en")
     page.locator("#files").set_input_files([str(first), str(second)])  # two files at once
 
@@ -118,6 +120,7 @@ def test_page_transcribes_uploads_with_progress_and_downloads_srt(page, node, sp
     seen = page.evaluate("window.seen")
     assert any(re.search(r"(Queued|Transcribing) \d+%", line) for line in seen), seen
     assert any(re.search(r"of \d+ parts", line) for line in seen), seen
+    assert len(streams) == 2, streams  # one event stream per job
 
     # The transcript with timestamps; each segment seeks the local audio.
     segments = meeting.locator(".segment")
