@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("-o", "--output", type=Path, help="write the transcript to this file (one input only)")
     tr.add_argument("--output-dir", type=Path, help="write NAME.<format> files here, one per input")
     tr.add_argument("--language", help="language code (default: detect)")
+    tr.add_argument("--diarize", action="store_true", help="label speakers (Speaker 1, ...); on for diarized_json")
+    tr.add_argument("--speakers", type=int, help="how many speakers there are, if known (implies --diarize)")
     tr.add_argument("--model", help="model for in-process runs")
     tr.add_argument("--server", help="URL of a running node, e.g. http://127.0.0.1:3000")
     tr.add_argument("--api-key", help="API key for --server (default: the first of SAYIT_API_KEYS)")
@@ -206,7 +208,8 @@ async def _transcribe_local(args, fmt: str) -> int:
                         node.service.check_language(language)
                         job = await node.service.submit(str(path), filename=path.name,
                                                         options=JobOptions(language=language,
-                                                                           beam_size=settings.beam_size))
+                                                                           beam_size=settings.beam_size,
+                                                                           **_diarize_options(args, fmt)))
                     except (AudioError, AudioTooLong, EngineError) as exc:
                         message = str(exc) if not isinstance(exc, AudioTooLong) else "the audio is longer than the limit"
                         fail(f"{path.name}: {message}")
@@ -229,6 +232,11 @@ async def _transcribe_local(args, fmt: str) -> int:
     return 1 if failures else 0
 
 
+def _diarize_options(args, fmt: str) -> dict:
+    diarize = bool(args.diarize or args.speakers or fmt == "diarized_json")
+    return {"diarize": diarize, "speakers": args.speakers if diarize else None}
+
+
 def _client(args, timeout: float = 30.0) -> NodeClient:
     """A client for --server (or the node these settings serve), with --api-key or the first
     of the node's own API keys."""
@@ -247,7 +255,8 @@ def _transcribe_remote(args, fmt: str) -> int:
         for path in args.files:
             task = progress.add_task(path.name, total=None)
             try:
-                submitted = client.submit(path, language=args.language)
+                submitted = client.submit(path, language=args.language,
+                                          diarize=_diarize_options(args, fmt)["diarize"], speakers=args.speakers)
                 job_id = submitted["jobId"]
                 # The bar counts audio seconds transcribed (chunks differ in length).
                 progress.update(task, total=max(float(submitted.get("duration") or 0.0), 0.1), completed=0)

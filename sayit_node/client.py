@@ -201,7 +201,8 @@ class NodeClient:
         return list(self._json("GET", "/api/jobs", params=params).get("jobs") or [])
 
     def submit(self, path: str | Path, *, language: str | None = None, prompt: str | None = None,
-               words: bool = False, filename: str | None = None) -> Submitted:
+               words: bool = False, filename: str | None = None, diarize: bool = False,
+               speakers: int | None = None) -> Submitted:
         """Upload a file as an async job (streamed from disk)."""
         path = Path(path)
         data = {"async": "true"}
@@ -211,6 +212,10 @@ class NodeClient:
             data["prompt"] = prompt
         if words:
             data["words"] = "true"
+        if diarize or speakers:
+            data["diarize"] = "true"  # speaker labels in every format
+        if speakers:
+            data["speakers"] = str(speakers)
         try:
             fh = path.open("rb")
         except OSError as exc:

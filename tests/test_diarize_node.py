@@ -152,3 +152,21 @@ def test_onnxruntime_and_ctranslate2_share_the_engine_pool_without_hanging(two_v
         done.set()
     finally:
         pool.shutdown(wait=done.is_set(), cancel_futures=True)
+
+
+def test_cli_transcribe_diarize_in_process(two_voices, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    path, _ = two_voices
+    result = subprocess.run(
+        [sys.executable, "-m", "sayit_node", "transcribe", str(path), "--format", "srt", "--diarize"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "SAYIT_CONFIG_FILE": str(tmp_path / "none.toml"),
+             "SAYIT_LOG_DIR": str(tmp_path / "logs"), "WHISPER_CACHE_DIR": str(tmp_path / "models"),
+             "SAYIT_DATA_DIR": str(tmp_path / "data")})
+    assert result.returncode == 0, result.stderr
+    assert "\nSpeaker 1: " in result.stdout and "\nSpeaker 2: " in result.stdout, result.stdout
