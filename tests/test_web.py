@@ -242,3 +242,49 @@ def test_page_shows_the_transcript_growing_while_it_runs(browser, node_factory, 
     assert len(growing[0].split()) < 0.8 * len(final.split())  # a part of it, not the whole
     assert wer(text, final) < 20
     context.close()
+
+
+def test_page_takes_dropped_files_and_downloads_every_format(browser, node, short_speech, tmp_path):
+    """A file dropped on the drop zone (a real DataTransfer carrying the wav's bytes, dispatched as the
+    browser would) becomes a job; txt, vtt and json downloads carry the transcript."""
+    import base64
+    import json
+
+    path, text = short_speech
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.add_init_script(f"localStorage.setItem('sayit.apiKey', '{API_KEY}')")
+    page.goto(node.url + "/")
+    page.get_by_text("(this node)").wait_for()
+    drop = """([b64, name, target]) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, {type: 'audio/wav'}));
+        const element = document.querySelector(target);
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+            element.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
+        }
+    }"""
+    audio = base64.b64encode(path.read_bytes()).decode()
+    page.evaluate(drop, [audio, "dropped.wav", "#drop"])
+    card = page.locator(".job", has_text="dropped.wav")
+    card.locator(".segment").first.wait_for(timeout=120_000)
+    assert card.count() == 1  # one drop, one job (the drop used to bubble to the window and add it twice)
+    assert sum(j["filename"] == "dropped.wav" for j in _jobs(node)) == 1
+    saved = {}
+    for fmt, extension in (("text", "txt"), ("vtt", "vtt"), ("verbose_json", "json")):
+        card.get_by_label(re.compile("Download format")).select_option(fmt)
+        with page.expect_download() as info:
+            card.get_by_role("button", name=re.compile("Download the transcript")).click()
+        assert info.value.suggested_filename == f"dropped.{extension}"
+        info.value.save_as(tmp_path / f"dropped.{extension}")
+        saved[extension] = (tmp_path / f"dropped.{extension}").read_text(encoding="utf-8")
+    assert wer(text, saved["txt"]) < 20
+    assert saved["vtt"].startswith("WEBVTT") and " --> " in saved["vtt"]
+    body = json.loads(saved["json"])
+    assert wer(text, body["text"]) < 20 and body["segments"][0]["start"] >= 0
+    # Dropped beside the zone (on the page): taken too, once, and the page does not navigate away.
+    page.evaluate(drop, [audio, "beside.wav", "#jobs-heading"])
+    page.locator(".job", has_text="beside.wav").locator(".badge", has_text=re.compile("Queued|Transcribing|Done")).wait_for()
+    assert page.locator(".job", has_text="beside.wav").count() == 1 and page.url == node.url + "/"
+    context.close()

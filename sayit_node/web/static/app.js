@@ -569,7 +569,12 @@ function wire() {
   drop.addEventListener("drop", (e) => { e.preventDefault(); addFiles(e.dataTransfer.files); });
   // A file dropped beside the zone must not navigate away from the page.
   window.addEventListener("dragover", (e) => e.preventDefault());
-  window.addEventListener("drop", (e) => { e.preventDefault(); if (e.dataTransfer) addFiles(e.dataTransfer.files); });
+  // A drop on the zone bubbles up here too: the zone already took its files (defaultPrevented).
+  window.addEventListener("drop", (e) => {
+    if (e.defaultPrevented) return;
+    e.preventDefault();
+    if (e.dataTransfer) addFiles(e.dataTransfer.files);
+  });
   $("refresh-jobs").addEventListener("click", loadJobs);
   $("key-button").addEventListener("click", () => {
     askForKey(localStorage.getItem(KEY_STORE) ? "A key is saved in this browser. Enter a new one to replace it."
