@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/speed.py --model tiny.en            # beam 5, int8, 3 interleaved reps
     .venv/bin/python bench/speed.py --model base --reps 3
-    .venv/bin/python bench/speed.py --variant old:SAYIT_PIPELINE=threads   # extra SayIt rows
+    .venv/bin/python bench/speed.py --variant old:SAYIT_BATCH_SIZE=1,MAX_CONCURRENT_CHUNKS=2   # extra SayIt rows
 
 Rows, on every file of bench/corpus.py (~6 min: several espeak-ng voices, rates and pause
 lengths, a noisy file, the real JFK clip):
@@ -89,10 +89,12 @@ class Node:
         from tests.conftest import NodeProcess
 
         self._home = tempfile.TemporaryDirectory(prefix="sayit-speed-")
-        self.node = NodeProcess(Path(self._home.name), {
+        node = NodeProcess(Path(self._home.name), {
             "SAYIT_MODEL": model, "SAYIT_ENGINE": "faster-whisper", "SAYIT_BEAM_SIZE": str(beam),
-            "SAYIT_MAX_DURATION_MINUTES": "120", "WHISPER_CACHE_DIR": str(cache),
-            "MAX_CONCURRENT_CHUNKS": str(os.cpu_count() or 1), **env}).start(timeout=600)
+            "SAYIT_MAX_DURATION_MINUTES": "120", "WHISPER_CACHE_DIR": str(cache), **env})
+        if "MAX_CONCURRENT_CHUNKS" not in env:  # the node's own default, as users run it
+            node.env.pop("MAX_CONCURRENT_CHUNKS", None)
+        self.node = node.start(timeout=600)
 
     def run(self, path: str) -> dict:
         with open(path, "rb") as fh:
@@ -104,6 +106,22 @@ class Node:
         response.raise_for_status()
         body = response.json()
         return {"wall": wall, "text": body["text"], "segments": [[s["start"], s["end"]] for s in body["segments"]]}
+
+    def eta_check(self, path: str) -> dict:
+        """Async job: the first estimate (202's estimatedTime) and how the ETA moves, vs the real time."""
+        with open(path, "rb") as fh:
+            started = time.perf_counter()
+            accepted = httpx.post(self.node.url + "/api/transcribe", files={"audio": (Path(path).name, fh)},
+                                  data={"async": "true", "language": "en"}, timeout=600).json()
+        etas = []
+        while True:
+            job = httpx.get(self.node.url + f"/api/jobs/{accepted['jobId']}", timeout=30).json()
+            if job["status"] in ("completed", "failed", "cancelled"):
+                break
+            etas.append((time.perf_counter() - started, job["etaSeconds"]))
+            time.sleep(0.2)
+        wall = time.perf_counter() - started
+        return {"first": accepted["estimatedTime"], "wall": wall, "etas": etas}
 
     def close(self) -> None:
         self.node.stop()
@@ -120,8 +138,12 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[],
                         help="extra SayIt node NAME:KEY=VAL,KEY=VAL (env for that node), run in the same rounds")
     parser.add_argument("--cache", type=Path, default=CACHE / "models", help="model cache (base is joined here)")
+    parser.add_argument("--rescore", type=Path, help="re-score a results JSON with the current normaliser")
     parser.add_argument("--_serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rescore:
+        rescore(args.rescore)
+        return
     if args._serve:
         serve_baselines(args.model, args.beam, args.cache)
         return
@@ -158,6 +180,10 @@ def main() -> None:
                     outputs[(f["name"], kind)] = result
                     print(f"  rep {rep + 1} {f['name']:26s} {kind:8s} {result['wall']:6.2f} s "
                           f"({f['seconds'] / result['wall']:5.1f} audio-s/s)", flush=True)
+        etas = {}
+        for f in files:
+            if f["name"] in ("jfk-real", "us-165-normal", "all-in-one"):
+                etas[f["name"]] = runners["sayit"].eta_check(f["path"])
     finally:
         for r in runners.values():
             r.close()
@@ -190,11 +216,34 @@ def main() -> None:
     print(f"\n### {args.model}, int8, beam {args.beam} — median of {args.reps} interleaved runs "
           f"({os.cpu_count()} shared cores)\n")
     print(render(rows, kinds))
+    print("\nFirst ETA vs real time (async job on the warm node, after the rounds above):\n")
+    print("| file | first estimate s | real s | ratio | estimate at half time s (real remaining) |")
+    print("|---|---|---|---|---|")
+    for name, e in etas.items():
+        half = min(e["etas"], key=lambda x: abs(x[0] - e["wall"] / 2), default=(0, None))
+        print(f"| {name} | {e['first']:.1f} | {e['wall']:.1f} | {e['first'] / e['wall']:.2f}x | "
+              f"{half[1]} ({e['wall'] - half[0]:.1f}) |")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"speed-{args.model}.json"
     out.write_text(json.dumps({"model": args.model, "beam": args.beam, "reps": args.reps, "cores": os.cpu_count(),
-                               "kinds": kinds, "rows": rows, "command": " ".join(sys.argv)}, indent=1))
+                               "kinds": kinds, "rows": rows, "etas": etas, "command": " ".join(sys.argv)}, indent=1))
     print(f"\n(results in {out.relative_to(ROOT)})")
+
+
+def rescore(path: Path) -> None:
+    data = json.loads(path.read_text())
+    refs = {f["name"]: f["reference"] for f in build()}
+    rows, kinds = data["rows"], data["kinds"]
+    for r in rows[:-1]:
+        for k in kinds:
+            r[k]["wer"] = wer(refs[r["file"]], r[k]["text"])
+            r[k]["errors"], r[k]["words"] = word_errors(refs[r["file"]], r[k]["text"])
+    for k in kinds:
+        rows[-1][k]["wer"] = 100.0 * sum(r[k]["errors"] for r in rows[:-1]) / sum(r[k]["words"] for r in rows[:-1])
+    print(f"### {data['model']}, int8, beam {data['beam']} — median of {data['reps']} interleaved runs "
+          f"({data['cores']} shared cores)\n\n`{data['command']}`\n")
+    print(render(rows, kinds))
+    path.write_text(json.dumps(data, indent=1))
 
 
 def render(rows: list[dict], kinds: list[str]) -> str:
