@@ -61,6 +61,8 @@ _ERROR_BODIES = {
                            "adds duration and maxDuration in minutes)"),
     429: (BusyBody, " (rate_limit_error, with a Retry-After header; queue_full adds queuedMinutes and "
                     "maxQueuedMinutes)"),
+    503: (ErrorBody, " (cluster_unavailable while the cluster's Redis is unreachable, with a Retry-After "
+                     "header; on uploads also insufficient_storage)"),
 }
 
 
