@@ -292,7 +292,7 @@ class Node:
         return models
 
     async def _live_ids(self) -> set[str]:
-        if self.registry is None:
+        if self.registry is None or not self._store_ok():  # not 15 s of reconnect attempts per call
             return set()
         try:
             return {n["id"] for n in await self.registry.live_nodes()}
