@@ -80,7 +80,7 @@ class NodeInfo(TypedDict, total=False):
     id: str
     name: str
     self: bool
-    state: str  # starting, up, stopping, stopped, down, incompatible
+    state: str  # starting, up, degraded, stopping, stopped, down, incompatible
     role: str  # node, worker
     engine: str | None
     model: str | None

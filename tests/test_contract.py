@@ -62,7 +62,7 @@ def test_openapi_job_status_is_an_enum_and_errors_are_described(spec):
     status = spec["components"]["schemas"][job_view["$ref"].rsplit("/", 1)[-1]] if "$ref" in job_view else job_view
     assert set(status["enum"]) == {"queued", "running", "completed", "failed", "cancelled"}
     node_state = spec["components"]["schemas"]["NodeInfo"]["properties"]["state"]
-    assert set(node_state["enum"]) == {"starting", "up", "stopping", "stopped", "down", "incompatible"}
+    assert set(node_state["enum"]) == {"starting", "up", "degraded", "stopping", "stopped", "down", "incompatible"}
     health_status = spec["components"]["schemas"]["Health"]["properties"]["status"]
     assert set(health_status["enum"]) == {"ok", "degraded"}, health_status
     for path, method in [("/v1/audio/transcriptions", "post"), ("/api/transcribe", "post")]:

@@ -205,8 +205,9 @@ class NodeLoad(Camel):
 
 
 # A node's own lifecycle (starting, up, stopping, stopped) as it reports it, or what this node
-# concluded of a peer: down (no heartbeat / health check), incompatible (another protocol).
-NodeState = Literal["starting", "up", "stopping", "stopped", "down", "incompatible"]
+# concluded of a peer: down (no heartbeat / health check), incompatible (another protocol);
+# degraded: up, but its cluster's Redis is unreachable (it takes no new work).
+NodeState = Literal["starting", "up", "degraded", "stopping", "stopped", "down", "incompatible"]
 NODE_STATES = frozenset(get_args(NodeState))
 
 
