@@ -50,10 +50,11 @@ class NodeProcess:
         }
         self.proc: subprocess.Popen | None = None
         self.log = home / "node.log"
+        self.command_prefix: list[str] = []  # run the node under another command (a namespace)
 
     def start(self, timeout: float = 60) -> "NodeProcess":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sayit_node", "serve"], env=self.env, cwd=self.home,
+            [*self.command_prefix, sys.executable, "-m", "sayit_node", "serve"], env=self.env, cwd=self.home,
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

@@ -36,24 +36,7 @@ class NsNode(NodeProcess):
     def __init__(self, home: Path, env: dict, address: str, prefix: list[str]) -> None:
         super().__init__(home, {**env, "HOST": address}, port=API_PORT)
         self.url = f"http://{address}:{API_PORT}"
-        self.prefix = prefix
-
-    def start(self, timeout: float = 60) -> "NsNode":
-        self.proc = subprocess.Popen(
-            [*self.prefix, sys.executable, "-m", "sayit_node", "serve"], env=self.env, cwd=self.home,
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/api/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"node not healthy after {timeout}s:\n{self.log.read_text()[-3000:]}")
+        self.command_prefix = prefix  # e.g. ip netns exec NS_HOST
 
 
 def main(home: Path, ns_host: str, ns_evil: str, host_addr: str, joiner_addr: str, evil_addr: str) -> None:
