@@ -54,7 +54,7 @@ def request(node: NodeProcess, path: Path, diarize: bool) -> tuple[float, dict]:
 
 def in_process_diarization(path: Path) -> dict:
     """The node's diarization steps run here, timed: VAD + embeddings per chunk, then clustering."""
-    from sayit_node.audio import decode, plan_chunks, speech_regions
+    from sayit_node.audio import decode, plan_chunks
     from sayit_node.diarize import Windows, diarize
     from sayit_node.diarize.embedder import SpeakerEmbedder
     from sayit_node.diarize.models import BUNDLED
@@ -65,7 +65,7 @@ def in_process_diarization(path: Path) -> dict:
     t0 = time.process_time()
     for chunk in plan_chunks(samples):
         piece = samples[chunk.start:chunk.end]
-        w = embedder.embed_chunk(piece, speech_regions(piece))
+        w = embedder.embed_speech(piece)
         offset = chunk.start / 16000
         windows.append(Windows([(a + offset, b + offset) for a, b in w.cores], w.embeddings))
     embed_cpu = time.process_time() - t0

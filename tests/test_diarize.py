@@ -307,3 +307,55 @@ def test_tray_transcript_view_names_speakers():
     assert timestamped(entry) == "[0:00]  Speaker 1: Hello.\n[1:05]  Speaker 2: Hi."
     entry.transcript = {"segments": [{"start": 1.0, "text": " Plain."}]}
     assert timestamped(entry) == "[0:01]  Plain."
+
+
+def test_window_mels_match_per_window_features(two_voices):
+    """Mel frames computed once per chunk, sliced and rescaled per window, are the features the
+    encoder got from each window on its own (volume-normalised), away from the window edges."""
+    from sayit_node.audio import decode
+    from sayit_node.diarize.embedder import WINDOW_FRAMES, window_mels
+    from sayit_node.diarize.features import HOP, normalize_volume
+
+    samples = decode(str(two_voices[0]))[: 16000 * 20]
+    win = WINDOW_FRAMES * HOP
+    starts = [0, 160 * 37, 160 * 500, len(samples) - win]
+    got = window_mels(samples, starts)
+    for i, s in enumerate(starts):
+        alone = mel_frames(normalize_volume(samples[s:s + win]))[:WINDOW_FRAMES]
+        np.testing.assert_allclose(got[i, 2:-2], alone[2:-2], rtol=1e-3, atol=1e-6 * alone.max())
+    # a chunk shorter than a window is padded with silence, as a lone window was
+    short = samples[:8000]
+    np.testing.assert_allclose(window_mels(short, [0])[0, 2:48],
+                               mel_frames(normalize_volume(np.pad(short, (0, win - 8000))))[2:48], rtol=1e-3,
+                               atol=1e-9)
+
+
+def test_chunks_are_embedded_at_most_one_per_lane(two_voices, monkeypatch):
+    import threading
+    import time as _time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sayit_node.audio import decode
+    from sayit_node.diarize.embedder import SpeakerEmbedder
+
+    samples = decode(str(two_voices[0]))[: 16000 * 4]
+    embedder = SpeakerEmbedder(BUNDLED["ge2e"], lanes=2)
+    busy, peak, lock = [0], [0], threading.Lock()
+    real = embedder.embed_chunk
+
+    def counted(*args):
+        with lock:
+            busy[0] += 1
+            peak[0] = max(peak[0], busy[0])
+        _time.sleep(0.05)
+        try:
+            return real(*args)
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    monkeypatch.setattr(embedder, "embed_chunk", counted)
+    with ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(lambda _: embedder.embed_speech(samples), range(5)))
+    assert peak[0] == 2
+    assert all(np.array_equal(r.embeddings, results[0].embeddings) for r in results)

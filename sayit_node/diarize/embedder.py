@@ -8,25 +8,28 @@ cores tile the speech without overlap.
 
 onnxruntime runs with one intra-op and one inter-op thread and no spinning: the node calls it
 on the engine's own thread pool beside CTranslate2, and one busy-waiting thread pool per
-library on 2 cores is how the two starved (and hung) each other before.
+library on 2 cores is how the two starved (and hung) each other before. Chunks are embedded
+side by side, up to one per core (`lanes`): the chunks of an engine batch finish transcribing
+together, and embedding them one after another left all cores but one idle.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .features import HOP, SAMPLE_RATE, mel_frames, normalize_volume
+from .features import HOP, SAMPLE_RATE, TARGET_DBFS, mel_frames
 
 WINDOW_FRAMES = 160  # 1.6 s
 HOP_FRAMES = 80  # 0.8 s
 WINDOW_SECONDS = WINDOW_FRAMES * HOP / SAMPLE_RATE
 HOP_SECONDS = HOP_FRAMES * HOP / SAMPLE_RATE
 MIN_REGION_SECONDS = 0.3  # shorter speech gets no window of its own
-BATCH = 32
+BATCH = 64  # windows per ONNX run: a whole chunk (<= 30 s: <= 37 windows) in one run
 
 
 @dataclass
@@ -56,7 +59,7 @@ def session_options():
 class SpeakerEmbedder:
     """A speaker-embedding ONNX model: `mels` (batch, 160, 40) -> `embedding` (batch, dim)."""
 
-    def __init__(self, model_path: str | Path, name: str = "ge2e"):
+    def __init__(self, model_path: str | Path, name: str = "ge2e", lanes: int | None = None):
         import onnxruntime as ort
 
         self.name = name
@@ -64,31 +67,56 @@ class SpeakerEmbedder:
         self._session = ort.InferenceSession(str(self.path), sess_options=session_options(),
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
-        self._lock = threading.Lock()  # one run at a time: a single thread is all it gets anyway
+        # Chunks embedded at once (each on one thread): one per core, never more.
+        self.lanes = max(1, lanes or os.cpu_count() or 1)
+        self._lanes = threading.BoundedSemaphore(self.lanes)
 
     def embed_mels(self, mels: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(mels), BATCH):
-            with self._lock:
-                out.append(self._session.run(None, {self._input: mels[i:i + BATCH]})[0])
+        out = [self._session.run(None, {self._input: mels[i:i + BATCH]})[0] for i in range(0, len(mels), BATCH)]
         emb = np.concatenate(out).astype(np.float32) if out else np.zeros((0, 256), np.float32)
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         return emb / np.maximum(norms, 1e-8)
 
     def embed_chunk(self, samples: np.ndarray, regions: list[tuple[int, int]]) -> Windows:
-        """Windows over `regions` (speech as sample ranges within `samples`)."""
+        """Windows over `regions` (speech as sample ranges within `samples`). Holds no lane:
+        the node calls `embed_speech`.
+
+        Mel frames are computed once for the whole chunk and each window takes its 160 frames
+        (window starts rounded to a 10 ms frame); the per-window volume normalisation is a
+        scale of those power frames by (target / window RMS)^2, from a running sum of squares.
+        """
         starts, cores = plan_windows(len(samples), regions)
         if not starts:
             return Windows([], np.zeros((0, 256), np.float32))
-        win = WINDOW_FRAMES * HOP
-        mels = []
-        for s in starts:
-            piece = samples[s:s + win]
-            if len(piece) < win:
-                piece = np.pad(piece, (0, win - len(piece)))
-            m = mel_frames(normalize_volume(piece))[:WINDOW_FRAMES]
-            mels.append(m)
-        return Windows(cores, self.embed_mels(np.stack(mels)))
+        return Windows(cores, self.embed_mels(window_mels(samples, starts)))
+
+    def embed_speech(self, samples: np.ndarray, regions=None) -> Windows:
+        """Windows over the chunk's speech (VAD when `regions` is None), holding one lane throughout."""
+        from ..audio import speech_regions
+
+        with self._lanes:
+            return self.embed_chunk(samples, speech_regions(samples) if regions is None else regions)
+
+
+def window_mels(samples: np.ndarray, starts: list[int]) -> np.ndarray:
+    """(len(starts), WINDOW_FRAMES, N_MELS) volume-normalised mel power of each window."""
+    win = WINDOW_FRAMES * HOP
+    samples = np.asarray(samples, dtype=np.float32)
+    if len(samples) < win:
+        samples = np.pad(samples, (0, win - len(samples)))
+    mel = mel_frames(samples)
+    last = len(mel) - WINDOW_FRAMES
+    firsts = [min(max(0, int(round(s / HOP))), last) for s in starts]
+    energy = np.concatenate([[0.0], np.cumsum(np.square(samples, dtype=np.float64))])
+    out = np.empty((len(firsts), WINDOW_FRAMES, mel.shape[1]), dtype=np.float32)
+    target = 10 ** (TARGET_DBFS / 20)
+    for i, f in enumerate(firsts):
+        a = f * HOP
+        b = min(a + win, len(samples))
+        rms = np.sqrt(max(energy[b] - energy[a], 0.0) / win)
+        gain = (target / rms) ** 2 if rms >= 1e-6 else 1.0
+        out[i] = mel[f:f + WINDOW_FRAMES] * np.float32(gain)
+    return out
 
 
 def plan_windows(n_samples: int, regions: list[tuple[int, int]]) -> tuple[list[int], list[tuple[float, float]]]:

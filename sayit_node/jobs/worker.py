@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from taskiq import AsyncBroker, TaskiqDepends, TaskiqState
 
-from ..audio import from_pcm16, speech_regions
+from ..audio import from_pcm16
 from ..diarize import pack_windows
 from ..engines.base import SAMPLE_RATE, Engine, EngineError, TranscribeOptions
 from ..queue import CHUNK_TASK_NAME
@@ -229,7 +229,7 @@ class ChunkWorker:
         if self.speaker_model is None:
             raise EngineError("this node has no speaker model for diarization")
         embedder = self.speaker_model()
-        return embedder.embed_chunk(samples, speech_regions(samples))
+        return embedder.embed_speech(samples)
 
 
 async def transcribe_chunk(job_id: str, chunk_index: int, state: TaskiqState = TaskiqDepends()) -> None:
