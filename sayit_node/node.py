@@ -133,7 +133,7 @@ class Node:
             self.store, self.engine, max_duration=s.max_duration_seconds, data_dir=s.data_dir,
             min_free_bytes=s.min_free_disk_mb * 1024 * 1024, default_language=s.language,
             beam_size=s.beam_size, speed=self.speed, on_submitted=self._job_submitted,
-            queued=QueuedAudio(s.max_queued_minutes * 60, s.max_queued_minutes_per_client * 60, self.speed.speed),
+            queued=QueuedAudio(s.max_queued_minutes * 60, s.max_queued_minutes_per_client * 60, self._drain_speed),
             engine_executor=self.engine_executor, parallel_decodes=max(2, (os.cpu_count() or 1) // 2),
         )
         if self.registry is not None:
@@ -153,6 +153,12 @@ class Node:
         self.state = "up"
         log.info("%s %s (%s) ready in %s mode: %s on %s, %d parallel chunks", self.role, self.name, self.node_id,
                  self.mode, self.engine.model_name, self.engine.name, slots)
+
+    def _drain_speed(self) -> float:
+        """How fast queued audio drains, for a 429's Retry-After: the speed measured over the last
+        minute, but never below the node's calibrated speed (the window is empty while the first
+        chunks of a busy queue still run, which would make clients wait 10x too long)."""
+        return max(self.speed.speed(), self.speed.rate())
 
     def _calibration_key(self) -> str:
         e = self.engine
