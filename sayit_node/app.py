@@ -8,6 +8,7 @@ from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 
 from . import __version__, web
 from .api import jobs, openai, system
@@ -20,7 +21,13 @@ from .node import Node
 
 # The web page and its files are public (they hold no data); the API calls it makes are not.
 OPEN_PATHS = ("/api/health", "/schema", "/", web.STATIC_PATH)
-FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file
+FORM_OVERHEAD = 64 * 1024
+# The spec only, as JSON (also at /schema itself) and YAML. litestar's HTML viewers (Swagger,
+# Redoc, Elements, RapiDoc, Scalar) load their scripts and a favicon from public CDNs: a browser
+# opening them would fetch third-party code from the node's own origin, and they fail offline.
+# No Python package we ship vendors their assets, so the node serves no HTML viewer.
+SCHEMA_PLUGINS = [JsonRenderPlugin(path=["/openapi.json", "/"]),
+                  YamlRenderPlugin(path=["/openapi.yaml", "/openapi.yml"])]  # multipart boundaries and small fields on top of the file
 
 
 def _auth_hook(keys: list[str]):
@@ -57,7 +64,8 @@ def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> L
         guards=[cluster_guard],
         cors_config=CORSConfig(allow_origins=settings.allowed_origins) if settings.allowed_origins else None,
         request_max_body_size=settings.max_upload_bytes + FORM_OVERHEAD,
-        openapi_config=OpenAPIConfig(title="SayIt node", version=__version__, path="/schema"),
+        openapi_config=OpenAPIConfig(title="SayIt node", version=__version__, path="/schema",
+                                     render_plugins=SCHEMA_PLUGINS),
         lifespan=lifespan or [],
         logging_config=None,  # the node configures logging itself (stdout + rotating file)
         debug=False,

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -198,6 +200,44 @@ def test_bad_text_encoding_is_a_400(node, short_speech):
             response = client.post("/v1/audio/transcriptions", content=broken, headers=headers)
             assert response.status_code == 400, response.text
     assert "Traceback" not in node.log.read_text()
+
+
+# --- nothing the node serves makes a browser fetch third-party code -------------------------
+
+_URL = re.compile(r"""(?:https?:)?//[A-Za-z0-9.\-\[\]:]+[^\s"'<>)]*""")
+_NAMESPACES = ("http://www.w3.org/",)  # XML namespace names in SVG: identifiers, never fetched
+
+
+def _external_urls(text: str) -> list[str]:
+    return [u for u in _URL.findall(text) if not u.startswith(_NAMESPACES)]
+
+
+def test_web_page_and_api_docs_load_nothing_from_other_hosts(node):
+    """The page, every file it links, the /schema routes and an error page: no URL of another
+    host (litestar's HTML API viewers pulled their scripts and favicon from public CDNs)."""
+    from sayit_node.web import STATIC_DIR
+
+    with node.client() as client:
+        schema = client.get("/schema/openapi.json")
+        assert schema.status_code == 200 and schema.json()["openapi"].startswith("3.")
+        assert client.get("/schema").json()["info"]["title"] == "SayIt node"
+        yaml_spec = client.get("/schema/openapi.yaml")
+        assert yaml_spec.status_code == 200 and "openapi:" in yaml_spec.text
+        page = client.get("/")
+        linked = re.findall(r'(?:src|href)="(/[^"#]*)"', page.text)
+        assert "/static/app.js" in linked and "/static/app.css" in linked
+        served = {"/": page}
+        for path in {*linked, *(f"/static/{f.name}" for f in STATIC_DIR.iterdir() if f.is_file())}:
+            served[path] = client.get(path)
+            assert served[path].status_code == 200, path
+        for viewer in ("swagger", "redoc", "elements", "rapidoc", "scalar"):  # removed, not left reachable
+            served[f"/schema/{viewer}"] = client.get(f"/schema/{viewer}")
+            assert served[f"/schema/{viewer}"].status_code == 404, viewer
+        served["/no-such-page"] = client.get("/no-such-page", headers={"Accept": "text/html"})
+        for path, response in served.items():
+            if "json" in response.headers.get("content-type", "") or "yaml" in path:
+                continue
+            assert _external_urls(response.text) == [], (path, _external_urls(response.text))
 
 
 # --- bounds on queued work and connections -----------------------------------------------------
