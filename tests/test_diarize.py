@@ -336,10 +336,11 @@ def test_chunks_are_embedded_at_most_one_per_lane(two_voices, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
     from sayit_node.audio import decode
+    from sayit_node.diarize.cpu import CpuShare
     from sayit_node.diarize.embedder import SpeakerEmbedder
 
     samples = decode(str(two_voices[0]))[: 16000 * 4]
-    embedder = SpeakerEmbedder(BUNDLED["ge2e"], lanes=2)
+    embedder = SpeakerEmbedder(BUNDLED["ge2e"], share=CpuShare(2))
     busy, peak, lock = [0], [0], threading.Lock()
     real = embedder.embed_chunk
 
@@ -359,3 +360,50 @@ def test_chunks_are_embedded_at_most_one_per_lane(two_voices, monkeypatch):
         results = list(pool.map(lambda _: embedder.embed_speech(samples), range(5)))
     assert peak[0] == 2
     assert all(np.array_equal(r.embeddings, results[0].embeddings) for r in results)
+
+
+def test_cpu_share_alternates_engine_and_embedding():
+    import threading
+    import time
+
+    from sayit_node.diarize.cpu import CpuShare
+
+    share = CpuShare(2)
+    log: list[str] = []
+
+    def hold(kind: str, release: threading.Event, entered: threading.Event):
+        with getattr(share, kind)():
+            log.append(kind)
+            entered.set()
+            release.wait(5)
+
+    def start(kind: str):
+        release, entered = threading.Event(), threading.Event()
+        thread = threading.Thread(target=hold, args=(kind, release, entered), daemon=True)
+        thread.start()
+        return release, entered, thread
+
+    # an engine call runs: embeddings wait for it
+    e_rel, e_in, e_thr = start("engine")
+    assert e_in.wait(2)
+    lanes = [start("lane") for _ in range(3)]
+    assert not any(entered.wait(0.2) for _, entered, _ in lanes)
+    # ... and a waiting embedding keeps a new engine call out
+    e2_rel, e2_in, e2_thr = start("engine")
+    assert not e2_in.wait(0.2)
+    e_rel.set()
+    e_thr.join(2)
+    # two lanes (one per core) run, the third waits, the engine still waits
+    deadline = time.monotonic() + 2
+    while share.busy != (0, 2) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert share.busy == (0, 2) and sum(entered.is_set() for _, entered, _ in lanes) == 2
+    assert not e2_in.is_set()
+    for release, _, _ in lanes:
+        release.set()
+    assert e2_in.wait(2) and lanes[2][1].is_set()
+    e2_rel.set()
+    e2_thr.join(2)
+    assert share.busy == (0, 0)
+    assert log[0] == "engine" and log[-1] == "engine" and log.count("lane") == 3

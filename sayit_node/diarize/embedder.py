@@ -9,19 +9,19 @@ cores tile the speech without overlap.
 onnxruntime runs with one intra-op and one inter-op thread and no spinning: the node calls it
 on the engine's own thread pool beside CTranslate2, and one busy-waiting thread pool per
 library on 2 cores is how the two starved (and hung) each other before. Chunks are embedded
-side by side, up to one per core (`lanes`): the chunks of an engine batch finish transcribing
-together, and embedding them one after another left all cores but one idle.
+side by side, up to one per core, and never while the engine runs (`cpu.CpuShare` lanes): the
+chunks of an engine batch finish transcribing together, and embedding them one after another
+left all cores but one idle.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .cpu import CPU, CpuShare
 from .features import HOP, SAMPLE_RATE, TARGET_DBFS, mel_frames
 
 WINDOW_FRAMES = 160  # 1.6 s
@@ -59,7 +59,7 @@ def session_options():
 class SpeakerEmbedder:
     """A speaker-embedding ONNX model: `mels` (batch, 160, 40) -> `embedding` (batch, dim)."""
 
-    def __init__(self, model_path: str | Path, name: str = "ge2e", lanes: int | None = None):
+    def __init__(self, model_path: str | Path, name: str = "ge2e", share: CpuShare | None = None):
         import onnxruntime as ort
 
         self.name = name
@@ -67,9 +67,7 @@ class SpeakerEmbedder:
         self._session = ort.InferenceSession(str(self.path), sess_options=session_options(),
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
-        # Chunks embedded at once (each on one thread): one per core, never more.
-        self.lanes = max(1, lanes or os.cpu_count() or 1)
-        self._lanes = threading.BoundedSemaphore(self.lanes)
+        self.share = share or CPU  # chunks embed at once: one per core, and not beside the engine
 
     def embed_mels(self, mels: np.ndarray) -> np.ndarray:
         out = [self._session.run(None, {self._input: mels[i:i + BATCH]})[0] for i in range(0, len(mels), BATCH)]
@@ -91,10 +89,10 @@ class SpeakerEmbedder:
         return Windows(cores, self.embed_mels(window_mels(samples, starts)))
 
     def embed_speech(self, samples: np.ndarray, regions=None) -> Windows:
-        """Windows over the chunk's speech (VAD when `regions` is None), holding one lane throughout."""
+        """Windows over the chunk's speech (VAD when `regions` is None), holding a lane throughout."""
         from ..audio import speech_regions
 
-        with self._lanes:
+        with self.share.lane():
             return self.embed_chunk(samples, speech_regions(samples) if regions is None else regions)
 
 
