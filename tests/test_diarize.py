@@ -188,6 +188,58 @@ def test_formats_carry_speakers():
     assert json.loads(render(t, "json")) == {"text": t.text}
 
 
+def _two_speaker_segment_chunks(words, text=None) -> list[ChunkRecord]:
+    """One chunk: speaker A's windows over 0-4 s, speaker B's over 4.5-9 s, and one segment."""
+    rng = np.random.default_rng(2)
+    a, b = np.abs(rng.normal(size=(2, 256))) * 3
+
+    def emb(c, n):
+        e = np.abs(c + rng.normal(scale=0.3, size=(n, 256)))
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+    text = "".join(w.word for w in words) if text is None else text
+    segments = [Segment(words[0].start, words[-1].end, text, tokens=[1, 2, 3], avg_logprob=-0.2,
+                        words=words).to_dict(),
+                pack_windows(Windows([(i * 0.8, (i + 1) * 0.8) for i in range(5)] +
+                                     [(4.5 + i * 0.9, 5.4 + i * 0.9) for i in range(5)],
+                                     np.vstack([emb(a, 5), emb(b, 5)])))]
+    return [ChunkRecord("j", 0, 0, 10 * 16000, status=CHUNK_DONE, segments=segments)]
+
+
+def test_a_segment_is_split_where_the_speaker_changes():
+    words = [Word(0.0, 0.8, " Good"), Word(0.8, 1.6, " morning,"), Word(1.6, 3.9, " everyone."),
+             Word(4.6, 5.4, " Hi,"), Word(5.4, 6.4, " thanks"), Word(6.4, 7.2, " for"), Word(7.2, 8.9, " coming.")]
+    t = stitch(_two_speaker_segment_chunks(words), language="en", duration=10.0)
+    diarize_transcript(t)
+    assert [(s.start, s.end, s.text) for s in t.segments] == [
+        (0.0, 3.9, " Good morning, everyone."), (4.6, 8.9, " Hi, thanks for coming.")]
+    assert t.speakers == ["Speaker 1", "Speaker 2"] and t.speaker_count == 2 and t.seeks == [0, 0]
+    assert t.word_speakers == [["Speaker 1"] * 3, ["Speaker 2"] * 4]
+    assert t.segments[1].avg_logprob == -0.2 and t.segments[1].tokens == []
+    body = json.loads(render(t, "diarized_json"))
+    assert [(s["id"], s["speaker"], s["text"]) for s in body["segments"]] == [
+        ("seg_0", "Speaker 1", "Good morning, everyone."), ("seg_1", "Speaker 2", "Hi, thanks for coming.")]
+    assert "Speaker 2: Hi, thanks for coming." in render(t, "srt")
+    assert t.text == "Good morning, everyone. Hi, thanks for coming."
+
+
+def test_one_stray_word_does_not_split_a_segment():
+    # "coming." is the only word in B's time: a run of one word stays with its neighbour
+    words = [Word(0.0, 1.0, " We"), Word(1.0, 2.0, " will"), Word(2.0, 3.0, " be"), Word(3.0, 3.9, " there"),
+             Word(4.6, 5.2, " soon.")]
+    t = stitch(_two_speaker_segment_chunks(words), language="en", duration=10.0)
+    diarize_transcript(t)
+    assert len(t.segments) == 1 and t.segments[0].tokens == [1, 2, 3] and t.speakers == ["Speaker 1"]
+    assert t.word_speakers == [["Speaker 1"] * 4 + ["Speaker 2"]]
+
+
+def test_a_segment_whose_words_do_not_spell_its_text_stays_whole():
+    words = [Word(0.0, 1.0, " Good"), Word(1.0, 3.9, " morning."), Word(4.6, 6.0, " Hi"), Word(6.0, 8.9, " there.")]
+    t = stitch(_two_speaker_segment_chunks(words, text=" Good morning. Hi there, friend."), language="en",
+               duration=10.0)
+    diarize_transcript(t)
+    assert len(t.segments) == 1 and t.segments[0].text == " Good morning. Hi there, friend."
+
+
 def test_undiarized_transcripts_are_unchanged():
     chunks = _diarized_chunks()
     for c in chunks:

@@ -69,6 +69,19 @@ def test_diarized_json_over_http(node_factory, two_voices):
         vtt = client.get(f"/api/jobs/{job_id}/result", params={"format": "vtt"}).text
         assert "\n<v Speaker 1>" in vtt and "\n<v Speaker 2>" in vtt
 
+        # with word timestamps: words carry speakers, segments are split at speaker changes, and
+        # the labelled (split) transcript is the same on every render (the node's cache)
+        job = client.post("/api/transcribe", files={"audio": path.open("rb")},
+                          data={"async": "true", "diarize": "true", "words": "true"})
+        job_id = job.json()["jobId"]
+        assert wait_job(client, job_id)["status"] == "completed"
+        renders = [client.get(f"/api/jobs/{job_id}/result", params={"format": "verbose_json"}).json()
+                   for _ in range(2)]
+        assert renders[0] == renders[1] and renders[0]["speakers"] == 2
+        words = renders[0]["words"]
+        assert len(words) > 20 and {w["speaker"] for w in words} == {"Speaker 1", "Speaker 2"}
+        assert "".join(s["text"] for s in renders[0]["segments"]).strip() == renders[0]["text"]
+
         # speakers=1 is honoured; counts without diarization are refused
         one = client.post("/v1/audio/transcriptions", files={"file": path.open("rb")},
                           data={"response_format": "diarized_json", "speakers": "1"}).json()

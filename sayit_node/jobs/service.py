@@ -56,7 +56,7 @@ class JobService:
         self.default_language = default_language
         self.beam_size = beam_size
         self.speed = speed
-        self._diarized: dict[str, tuple] = {}  # job id -> (segment speakers, word speakers, count)
+        self._diarized: dict[str, tuple] = {}  # job id -> (stitched count, segments, seeks, speakers, ...)
         self.on_submitted = on_submitted
         self.live_models: Callable[[], Awaitable[set[str]]] | None = None  # set by a federated node
 
@@ -164,16 +164,22 @@ class JobService:
         if job.options.diarize and not prefix_only and job.status == "completed":
             # Clustering runs once per finished job on this node (cached): it is deterministic
             # from the stored windows, so every node labels a job the same way.
-            labels = self._diarized.get(job.id)
-            if labels is None or len(labels[0]) != len(t.segments):
+            # The cache holds the labelled segments (split at speaker changes) and is keyed
+            # by the stitched segment count as well.
+            cached = self._diarized.get(job.id)
+            if cached is None or cached[0] != len(t.segments):
                 o = job.options
+                stitched = len(t.segments)
                 await asyncio.to_thread(diarize_transcript, t, speakers=o.speakers, min_speakers=o.min_speakers,
                                         max_speakers=o.max_speakers)
-                self._diarized[job.id] = (t.speakers, t.word_speakers, t.speaker_count)
+                self._diarized[job.id] = (stitched, t.segments, t.seeks, t.speakers, t.word_speakers,
+                                          t.speaker_count)
                 while len(self._diarized) > 64:
                     self._diarized.pop(next(iter(self._diarized)))
             else:
-                t.speakers, t.word_speakers, t.speaker_count = labels
+                _, segments, seeks, speakers, word_speakers, t.speaker_count = cached
+                t.segments, t.seeks, t.speakers, t.word_speakers = (list(segments), list(seeks), list(speakers),
+                                                                    [list(w) for w in word_speakers])
         return t
 
     def estimate_seconds(self, audio_seconds: float) -> float:

@@ -84,14 +84,84 @@ def stitch(chunks: list[ChunkRecord], *, language: str | None, duration: float, 
     return out
 
 
+# A segment is split where the speaker changes between its words, unless a speaker's run of
+# words is shorter than this (one stray word is more likely a labelling slip than a turn).
+MIN_TURN_WORDS = 2
+MIN_TURN_SECONDS = 0.5
+
+
 def diarize_transcript(t: Transcript, *, speakers: int | None = None, min_speakers: int | None = None,
                        max_speakers: int | None = None) -> Transcript:
-    """Cluster the job's speaker windows once and label every segment and word (in place)."""
+    """Cluster the job's speaker windows once and label every segment and word (in place).
+
+    With word timestamps, a segment whose words change speaker is split there first (see
+    `split_at_speaker_changes`)."""
     result = diarize(t.windows, speakers=speakers, min_speakers=min_speakers, max_speakers=max_speakers)
-    t.speakers = [label_span(s.start, s.end, result.timeline) for s in t.segments]
     t.word_speakers = [[label_span(w.start, w.end, result.timeline) for w in (s.words or [])] for s in t.segments]
+    t.speakers = [label_span(s.start, s.end, result.timeline) for s in t.segments]
+    split_at_speaker_changes(t)
     t.speaker_count = len({x for x in t.speakers if x})
     return t
+
+
+def split_at_speaker_changes(t: Transcript) -> None:
+    """Split segments at the word where the speaker changes (in place; needs word speakers).
+
+    Runs of one speaker's words shorter than MIN_TURN_WORDS or MIN_TURN_SECONDS join the longer
+    neighbouring run. A piece starts at its first word and ends at its last (the first and last
+    pieces keep the segment's own start and end), its text is its words' text, and it keeps the
+    segment's decoding statistics but no tokens (Whisper's tokens are not kept per word). A
+    segment whose words do not spell its text is left whole."""
+    segments, seeks, speakers, word_speakers = [], [], [], []
+    for seg, seek, speaker, labels in zip(t.segments, t.seeks, t.speakers, t.word_speakers):
+        runs = _speaker_runs(seg.words or [], labels)
+        if len(runs) < 2 or "".join(w.word for w in seg.words).strip() != seg.text.strip():
+            segments.append(seg), seeks.append(seek), speakers.append(speaker), word_speakers.append(labels)
+            continue
+        for k, (who, lo, hi) in enumerate(runs):
+            words = seg.words[lo:hi]
+            segments.append(Segment(
+                start=seg.start if k == 0 else words[0].start, end=seg.end if k == len(runs) - 1 else words[-1].end,
+                text="".join(w.word for w in words),
+                temperature=seg.temperature, avg_logprob=seg.avg_logprob, compression_ratio=seg.compression_ratio,
+                no_speech_prob=seg.no_speech_prob, words=list(words)))
+            seeks.append(seek), speakers.append(who), word_speakers.append(labels[lo:hi])
+    t.segments, t.seeks, t.speakers, t.word_speakers = segments, seeks, speakers, word_speakers
+
+
+def _speaker_runs(words: list, labels: list) -> list[tuple[str | None, int, int]]:
+    """(speaker, first word, end) runs of consecutive words, short runs merged into a neighbour."""
+    runs: list[list] = []
+    for i, label in enumerate(labels):
+        if runs and runs[-1][0] == label:
+            runs[-1][2] = i + 1
+        else:
+            runs.append([label, i, i + 1])
+
+    def small(r) -> bool:
+        return r[2] - r[1] < MIN_TURN_WORDS or words[r[2] - 1].end - words[r[1]].start < MIN_TURN_SECONDS
+
+    def size(r) -> float:
+        return words[r[2] - 1].end - words[r[1]].start
+
+    while len(runs) > 1:
+        weak = [i for i, r in enumerate(runs) if small(r) or r[0] is None]
+        if not weak:
+            break
+        i = min(weak, key=lambda j: (size(runs[j]), j))
+        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(runs)]
+        j = max(neighbours, key=lambda n: (size(runs[n]), -n))
+        lo, hi = min(runs[i][1], runs[j][1]), max(runs[i][2], runs[j][2])
+        runs[min(i, j)] = [runs[j][0], lo, hi]
+        del runs[max(i, j)]
+        merged = [runs[0]]  # neighbours that now share a speaker become one run
+        for r in runs[1:]:
+            if r[0] == merged[-1][0]:
+                merged[-1][2] = r[2]
+            else:
+                merged.append(r)
+        runs = merged
+    return [(r[0], r[1], r[2]) for r in runs]
 
 
 def _with_end(segment: Segment, end: float) -> Segment:
