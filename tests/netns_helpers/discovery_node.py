@@ -25,11 +25,7 @@ from sayit_node.federation.discovery import (
 )
 from sayit_node.federation.cluster_keys import ClusterKeys
 
-
-def emit(**fields) -> None:
-    fields.setdefault("t", time.time())
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
+from shared import emit
 
 
 async def health_server(host: str, port: int, node_id: str) -> asyncio.AbstractServer:

@@ -17,20 +17,12 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from shared import job_completes_on, wait_for  # noqa: E402
 from tests.conftest import NodeProcess, free_port  # noqa: E402
 
 
 def names(node) -> dict:
     return {n["name"]: n for n in httpx.get(node.url + "/api/nodes", timeout=5).json()["nodes"]}
-
-
-def wait_for(predicate, timeout):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    return None
 
 
 def main(home: Path) -> None:
@@ -71,19 +63,8 @@ def main(home: Path) -> None:
         out["host_lists_stranger"] = "stranger" in names(host)
 
         # A job sent to the joiner runs in the cluster and the host serves its result.
-        speech = home / "speech.wav"
-        subprocess.run(["espeak-ng", "-w", str(speech), "Hello from the joining node. " * 6], check=True)
-        with speech.open("rb") as fh:
-            job_id = httpx.post(joiner.url + "/api/transcribe", files={"audio": fh},
-                                data={"async": "true"}, timeout=60).json()["jobId"]
-        out["job_on_host"] = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            job = httpx.get(f"{host.url}/api/jobs/{job_id}").json()
-            if job.get("status") == "completed":
-                out["job_on_host"] = "completed"
-                break
-            time.sleep(0.2)
+        out["job_on_host"] = job_completes_on(host.url, joiner.url, home / "speech.wav",
+                                              "Hello from the joining node. " * 6)
     finally:
         for node in reversed(nodes):
             node.stop()

@@ -17,7 +17,6 @@ Prints JSON lines: {"event": "ready", ...} once everything is up.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,13 +24,9 @@ from pathlib import Path
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from shared import emit
+
 SERVICE_TYPE = "_sayit._tcp.local."
-
-
-def emit(**fields) -> None:
-    fields.setdefault("t", time.time())
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
 
 
 async def relay(listen: str, port: int, target: str, record: Path) -> asyncio.AbstractServer:

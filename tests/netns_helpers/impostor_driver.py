@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from sayit_node.federation.cluster_keys import ClusterKeys  # noqa: E402
+from shared import job_completes_on  # noqa: E402
 from tests.conftest import NodeProcess  # noqa: E402
 
 SECRET = "violin-ranger-crisply-outdoors-geology-unpaved-sixtieth"
@@ -76,18 +77,8 @@ def main(home: Path, ns_host: str, ns_evil: str, host_addr: str, joiner_addr: st
         out["joiner_sees"] = sorted(n["name"] for n in httpx.get(joiner.url + "/api/nodes").json()["nodes"])
         out["host_sees"] = sorted(n["name"] for n in httpx.get(host.url + "/api/nodes").json()["nodes"])
         # A job sent to the joiner is done in the real cluster: the host serves its result.
-        speech = home / "speech.wav"
-        subprocess.run(["espeak-ng", "-w", str(speech), "Hello from the joining node. " * 4], check=True)
-        with speech.open("rb") as fh:
-            job_id = httpx.post(joiner.url + "/api/transcribe", files={"audio": fh},
-                                data={"async": "true"}, timeout=60).json()["jobId"]
-        out["job_on_host"] = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if httpx.get(f"{host.url}/api/jobs/{job_id}").json().get("status") == "completed":
-                out["job_on_host"] = "completed"
-                break
-            time.sleep(0.2)
+        out["job_on_host"] = job_completes_on(host.url, joiner.url, home / "speech.wav",
+                                              "Hello from the joining node. " * 4)
         log = (home / "joiner" / "node.log").read_text()
         out["joiner_log_foreign_lines"] = log.count(f"another SayIt cluster at {evil_addr}")
 

@@ -8,23 +8,18 @@
 
 from __future__ import annotations
 
-import json
 import select
 import socket
 import struct
 import sys
 import time
 
+from shared import emit
+
 MDNS_ADDR = "224.0.0.251"
 MDNS_PORT = 5353
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-
-
-def emit(**fields) -> None:
-    fields.setdefault("t", time.time())
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
 
 
 def capture(iface: str) -> None:
