@@ -27,35 +27,33 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.speech import PARAGRAPHS  # noqa: E402
+
 CACHE = ROOT / "bench" / ".cache"
 CORPUS_DIR = CACHE / "corpus"
 VERSION = 5  # bump when the recipe changes: the cache is rebuilt
 RATE = 16_000
 
-# Plain English prose; numbers spelled out so the reference is what is said.
+
+def _cut(paragraph: str, after: str) -> str:
+    """`paragraph` up to the end of `after`, closed with a full stop."""
+    return paragraph[: paragraph.index(after) + len(after)].rstrip(".") + "."
+
+
+# Plain English prose; numbers spelled out so the reference is what is said. The first nine are
+# the meeting paragraphs the tests speak (tests/speech.py), some cut short; the rest other topics.
 TEXTS = [
-    "Good morning everyone, and thank you for joining the weekly planning meeting. "
-    "Today we have three topics on the agenda. First we will review the numbers from last month. "
-    "Then we will talk about the new office. Finally we will decide who travels to the conference in May.",
-    "Sales grew by twelve percent compared with the same month last year. "
-    "Most of the growth came from small customers who signed up through the website. "
-    "The team believes that the new pricing page made the difference, because it is much easier to read.",
-    "The new office is close to the train station, which will make the morning commute shorter for most of us. "
-    "It has two meeting rooms, a small kitchen and enough desks for twenty people.",
-    "Several people asked about parking. There is a public garage across the street, "
-    "and the company will pay for a monthly pass for anyone who needs one.",
-    "Now let us talk about the conference. It takes place in the second week of May, "
-    "and it is the most important event of the year for our industry. "
-    "We would like to send two people who can present our work and meet potential partners.",
-    "Anna has offered to give the main talk, since she led the project from the beginning. "
-    "Tom will join her and run the booth, where visitors can try the product themselves.",
-    "Before we finish, a reminder about the customer survey. "
-    "We received more than four hundred answers, which is twice as many as last time. "
-    "People like the product, but they want better documentation and faster support on weekends.",
-    "The support team will hire two more people this summer to cover Saturday and Sunday. "
-    "The documentation will be rewritten by the engineers who built each feature.",
-    "Our engineers also want to improve the speed of the search page. "
-    "At the moment it takes about two seconds to show results, which is too slow.",
+    PARAGRAPHS[0],
+    PARAGRAPHS[1],
+    _cut(PARAGRAPHS[2], "twenty people"),
+    _cut(PARAGRAPHS[3], "needs one"),
+    PARAGRAPHS[4],
+    _cut(PARAGRAPHS[5], "product themselves"),
+    PARAGRAPHS[6],
+    _cut(PARAGRAPHS[7], "each feature"),
+    _cut(PARAGRAPHS[8], "too slow"),
     "The river rises quickly after heavy rain in the hills. "
     "Farmers along the valley move their animals to higher ground whenever the warning sirens sound. "
     "Last winter the water reached the steps of the old church for the first time in forty years.",
