@@ -288,19 +288,27 @@ def _resolve_speaker_in_child(name: str, cache: Path, home: Path, endpoint: str)
 
 def test_speaker_model_downloads_from_the_hub_once_with_progress(tmp_path):
     files = {"speaker.onnx": BUNDLED["ge2e"], "README.md": Path(__file__), "weights.bin": Path(__file__)}
-    with FakeHub([FakeRepo.from_files("acme/voice-embedder", files)]) as hub:
+    with FakeHub([FakeRepo.from_files("acme/voice-embedder", files),
+                  FakeRepo.from_files("acme/not-onnx", {"README.md": Path(__file__)})]) as hub:
         cache = tmp_path / "cache"
         result, stderr = _resolve_speaker_in_child("acme/voice-embedder", cache, tmp_path, hub.url)
         path = Path(result["path"])
         assert path == cache / "speaker--acme--voice-embedder" / "speaker.onnx"
         assert path.read_bytes() == BUNDLED["ge2e"].read_bytes()
         assert not (path.parent / "weights.bin").exists()
-        assert "downloading speaker model acme/voice-embedder (2 files, 5.7 MB)" in stderr, stderr
-        progress = [line for line in stderr.splitlines() if "downloading model acme/voice-embedder:" in line]
+        assert (f"downloading speaker model acme/voice-embedder from {hub.url}/acme/voice-embedder (2 files, 5.7 MB)"
+                in stderr), stderr
+        progress = [line for line in stderr.splitlines() if "downloading speaker model acme/voice-embedder:" in line]
         assert progress and progress[-1].endswith("(100%)"), stderr
         before = len(hub.requests)
         again, _ = _resolve_speaker_in_child("acme/voice-embedder", cache, tmp_path, hub.url)
         assert again["path"] == str(path) and hub.requests[before:] == []
+        assert "downloaded speaker model acme/voice-embedder" in stderr
+        # A repository with no .onnx file is refused from its listing, before any file is fetched.
+        before = len(hub.requests)
+        wrong, _ = _resolve_speaker_in_child("acme/not-onnx", tmp_path / "c4", tmp_path, hub.url)
+        assert wrong["error"] == "ModelNotAvailable" and "has no .onnx file" in wrong["message"], wrong
+        assert not any("/resolve/" in p for _, p in hub.requests[before:])
         missing, _ = _resolve_speaker_in_child("acme/nothing", tmp_path / "c2", tmp_path, hub.url)
         assert missing["error"] == "ModelNotAvailable" and "acme/nothing" in missing["message"]
     unreachable, _ = _resolve_speaker_in_child("acme/x", tmp_path / "c3", tmp_path,

@@ -105,6 +105,8 @@ def hub():
     files["README.md"] = Path(__file__)  # not a model file: allow_patterns must skip it
     repos = [FakeRepo.from_files(repo, files)
              for repo in ("Systran/faster-whisper-tiny.en", "Systran/faster-whisper-small.en")]
+    repos.append(FakeRepo.from_files("acme/not-whisper", {"config.json": tiny / "config.json",
+                                                          "README.md": Path(__file__)}))
     with FakeHub(repos) as server:
         yield server
 
@@ -311,6 +313,16 @@ def test_repo_missing_on_hub(tmp_path, hub):
     assert "has no repository Systran/faster-whisper-medium.en" in result["message"]
     assert str(cache / "medium.en") in result["message"]
     assert not (cache / "medium.en").exists() and leftovers(cache) == []
+
+
+def test_hub_repo_that_is_not_a_whisper_model_is_refused_before_downloading(tmp_path, hub):
+    cache = tmp_path / "cache"
+    before = len(hub.requests)
+    result, _ = resolve_in_child("acme/not-whisper", cache, tmp_path, endpoint=hub.url)
+    assert result.get("error") == "ModelNotAvailable", result
+    assert "acme/not-whisper is not a CTranslate2 Whisper model (it has no model.bin" in result["message"]
+    assert not any("/resolve/" in p for _, p in hub.requests[before:])
+    assert leftovers(cache) == []
 
 
 # --- 6. offline -------------------------------------------------------------------------------

@@ -14,16 +14,10 @@
 from __future__ import annotations
 
 import hashlib
-import logging
-import shutil
-import time
 from pathlib import Path
 
 from ..engines.base import ModelNotAvailable
-from ..engines.models import (_REPO_ID, _hub_failure, _hub_timeout, _locked, _make_cache_dir, _progress_class,
-                              _publish, _size)
-
-log = logging.getLogger(__name__)
+from ..engines.models import _REPO_ID, download_snapshot
 
 BUNDLED = {"ge2e": Path(__file__).with_name("ge2e.onnx")}
 BUNDLED_SHA256 = {"ge2e": "1e4983d1f247944ee65b0a2f8bd73b11cc7b06eccebd0c0acc6df2c7ab716d11"}
@@ -48,8 +42,7 @@ def _bundled(name: str) -> Path:
 
 
 def _download(repo: str, cache_dir: Path) -> Path:
-    from huggingface_hub import HfApi, constants, snapshot_download
-    from huggingface_hub.utils import filter_repo_objects
+    from huggingface_hub import constants
 
     key = "speaker--" + repo.replace("/", "--")
     target = cache_dir / key
@@ -59,36 +52,15 @@ def _download(repo: str, cache_dir: Path) -> Path:
     if constants.is_offline_mode():
         raise ModelNotAvailable(f"speaker model {repo} is not downloaded and downloads are disabled "
                                 f"(HF_HUB_OFFLINE is set); put its .onnx file in {target} or use the bundled 'ge2e'")
-    _make_cache_dir(cache_dir)
-    with _locked(cache_dir, key):
-        found = _onnx_in(target) if target.is_dir() else None
-        if found:
-            return found
-        tmp = cache_dir / f".{key}.download"
-        shutil.rmtree(tmp, ignore_errors=True)
-        started = time.monotonic()
-        try:
-            info = HfApi().model_info(repo, timeout=_hub_timeout(), files_metadata=True)
-            wanted = list(filter_repo_objects(info.siblings or [], allow_patterns=HUB_FILES, key=lambda s: s.rfilename))
-            if not any(s.rfilename.endswith(".onnx") for s in wanted):
-                raise ModelNotAvailable(f"hub repository {repo} has no .onnx file; a speaker model must be ONNX")
-            total = sum(s.size or 0 for s in wanted) or None
-            log.info("downloading speaker model %s (%d files%s) into %s", repo, len(wanted),
-                     f", {_size(total)}" if total else "", target)
-            snapshot_download(repo, revision=info.sha, local_dir=str(tmp), allow_patterns=HUB_FILES,
-                              etag_timeout=_hub_timeout(), tqdm_class=_progress_class(repo, total))
-            shutil.rmtree(tmp / ".cache", ignore_errors=True)
-            if _onnx_in(tmp) is None:
-                raise ModelNotAvailable(f"hub repository {repo} has no .onnx file; a speaker model must be ONNX")
-            _publish(tmp, target)
-        except ModelNotAvailable:
-            raise
-        except Exception as exc:  # the hub client raises many kinds; all mean "not available"
-            raise ModelNotAvailable(f"speaker model {repo} could not be downloaded: {_hub_failure(repo, exc)}; "
-                                    "use the bundled 'ge2e' or put the .onnx file on disk") from exc
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    log.info("downloaded speaker model %s in %.1f s", repo, time.monotonic() - started)
+    target = download_snapshot(
+        repo, cache_dir, key, what=f"speaker model {repo}", files=HUB_FILES,
+        complete=lambda d: d.is_dir() and _onnx_in(d) is not None,
+        problem=lambda names: None if any(n.endswith(".onnx") and "/" not in n for n in names)
+        else f"hub repository {repo} has no .onnx file; a speaker model must be ONNX",
+        unavailable=lambda reason: ModelNotAvailable(
+            f"speaker model {repo} could not be downloaded: {reason}; "
+            "use the bundled 'ge2e' or put the .onnx file on disk"),
+    )
     return _onnx_in(target)
 
 

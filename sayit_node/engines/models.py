@@ -63,12 +63,16 @@ def _vocabulary(path: Path) -> Path | None:
     return None
 
 
-def missing_model_files(path: Path) -> list[str]:
-    """Files a CTranslate2 Whisper model directory lacks (CTranslate2 cannot load it without them)."""
-    missing = [f for f in ("model.bin", "config.json") if not (path / f).is_file()]
-    if _vocabulary(path) is None:
+def _missing_among(names: set[str]) -> list[str]:
+    missing = [f for f in ("model.bin", "config.json") if f not in names]
+    if not names & {"vocabulary.json", "vocabulary.txt"}:
         missing.append("vocabulary.json (or vocabulary.txt)")
     return missing
+
+
+def missing_model_files(path: Path) -> list[str]:
+    """Files a CTranslate2 Whisper model directory lacks (CTranslate2 cannot load it without them)."""
+    return _missing_among({f.name for f in path.iterdir() if f.is_file()} if path.is_dir() else set())
 
 
 def is_model_dir(path: Path) -> bool:
@@ -223,7 +227,7 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _progress_class(name: str, total_hint: int | None):
+def _progress_class(what: str, total_hint: int | None):
     """A huggingface_hub tqdm class that also logs download progress.
 
     The terminal bar only shows when stderr is a TTY; a node running as a service logs to a
@@ -259,10 +263,10 @@ def _progress_class(name: str, total_hint: int | None):
                 self._sayit_step = max(step, self._sayit_step)
                 self._sayit_last = now
             if total:
-                log.info("downloading model %s: %s of %s (%d%%)", name, _size(done), _size(total),
+                log.info("downloading %s: %s of %s (%d%%)", what, _size(done), _size(total),
                          min(100, int(done * 100 / total)))
             else:
-                log.info("downloading model %s: %s", name, _size(done))
+                log.info("downloading %s: %s", what, _size(done))
 
     return LoggedProgress
 
@@ -311,51 +315,76 @@ def _hub_timeout() -> float:
     return float(constants.HF_HUB_ETAG_TIMEOUT)
 
 
-def _download(name: str, cache_dir: Path) -> Path:
-    repo = HUB_REPOS.get(name, name if _REPO_ID.match(name) else None)
-    if repo is None:
-        raise _not_installed(name, cache_dir, f"is not a known model name (known: {', '.join(HUB_REPOS)})")
-    from huggingface_hub import HfApi, constants, snapshot_download
+def download_snapshot(repo: str, cache_dir: Path, key: str, *, what: str, files: list[str],
+                      complete: Callable[[Path], bool], problem: Callable[[list[str]], str | None],
+                      unavailable: Callable[[str], ModelNotAvailable]) -> Path:
+    """Download `files` (patterns) of hub `repo` into `<cache_dir>/<key>` and return that directory.
 
-    if constants.is_offline_mode():  # no network call at all
-        raise _not_installed(name, cache_dir, "downloads are disabled (HF_HUB_OFFLINE is set)")
-    target = cache_dir / _cache_key(name)
+    The one hub download path (Whisper and speaker models): under the per-key file lock, into a
+    hidden sibling renamed into place once complete (`complete(dir)` also says when another
+    process already finished); the commit and file list are resolved first with a timeout;
+    byte progress is logged as `what`. `problem(file names)` names what makes the repository
+    unusable (checked on the hub's listing and on what arrived); `unavailable(reason)` is the
+    error for a hub that cannot serve it. The caller refuses offline mode before calling.
+    """
+    from huggingface_hub import HfApi, constants, snapshot_download
+    from huggingface_hub.utils import filter_repo_objects
+
+    target = cache_dir / key
     _make_cache_dir(cache_dir)
-    with _locked(cache_dir, _cache_key(name)):
-        if is_model_dir(target):  # another process finished the download while we waited
+    with _locked(cache_dir, key):
+        if complete(target):  # another process finished the download while we waited
             return target
-        tmp = cache_dir / f".{_cache_key(name)}.download"
+        tmp = cache_dir / f".{key}.download"
         shutil.rmtree(tmp, ignore_errors=True)
         started = time.monotonic()
         try:
             # Resolve the commit first, with a timeout: snapshot_download's own repo lookup has
             # none, so an unreachable (black-holed) hub would otherwise hang the node's start.
             info = HfApi().model_info(repo, timeout=_hub_timeout(), files_metadata=True)
-            from huggingface_hub.utils import filter_repo_objects
-
-            wanted = list(filter_repo_objects(info.siblings or [], allow_patterns=HUB_FILES,
-                                              key=lambda s: s.rfilename))
+            wanted = list(filter_repo_objects(info.siblings or [], allow_patterns=files, key=lambda s: s.rfilename))
+            wrong = problem([s.rfilename for s in wanted])
+            if wrong:
+                raise ModelNotAvailable(wrong)
             total = sum(s.size or 0 for s in wanted) or None
-            log.info("downloading model %s from %s/%s (%d files%s) into %s", name, constants.ENDPOINT, repo,
+            log.info("downloading %s from %s/%s (%d files%s) into %s", what, constants.ENDPOINT, repo,
                      len(wanted), f", {_size(total)}" if total else "", target)
-            snapshot_download(repo, revision=info.sha, local_dir=str(tmp), allow_patterns=HUB_FILES,
-                              etag_timeout=_hub_timeout(), tqdm_class=_progress_class(name, total))
+            snapshot_download(repo, revision=info.sha, local_dir=str(tmp), allow_patterns=files,
+                              etag_timeout=_hub_timeout(), tqdm_class=_progress_class(what, total))
             shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download metadata
-            missing = missing_model_files(tmp)
-            if missing:
-                raise ModelNotAvailable(
-                    f"hub repository {repo} is not a CTranslate2 Whisper model (it has no {', '.join(missing)})"
-                )
+            wrong = problem([str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file()])
+            if wrong:
+                raise ModelNotAvailable(wrong)
             _publish(tmp, target)
         except ModelNotAvailable:
             raise
         except Exception as exc:  # the hub client raises many kinds; all mean "not available"
-            raise _not_installed(name, cache_dir, "could not be downloaded: " + _hub_failure(repo, exc)) from exc
+            raise unavailable(_hub_failure(repo, exc)) from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    size = sum(f.stat().st_size for f in target.iterdir() if f.is_file())
-    log.info("downloaded model %s (%s) in %.1f s into %s", name, _size(size), time.monotonic() - started, target)
+    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    log.info("downloaded %s (%s) in %.1f s into %s", what, _size(size), time.monotonic() - started, target)
     return target
+
+
+def _download(name: str, cache_dir: Path) -> Path:
+    repo = HUB_REPOS.get(name, name if _REPO_ID.match(name) else None)
+    if repo is None:
+        raise _not_installed(name, cache_dir, f"is not a known model name (known: {', '.join(HUB_REPOS)})")
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():  # no network call at all
+        raise _not_installed(name, cache_dir, "downloads are disabled (HF_HUB_OFFLINE is set)")
+
+    def problem(names: list[str]) -> str | None:
+        missing = _missing_among(set(names))
+        return f"hub repository {repo} is not a CTranslate2 Whisper model (it has no {', '.join(missing)})" \
+            if missing else None
+
+    return download_snapshot(
+        repo, cache_dir, _cache_key(name), what=f"model {name}", files=HUB_FILES, complete=is_model_dir,
+        problem=problem, unavailable=lambda reason: _not_installed(name, cache_dir, "could not be downloaded: " + reason),
+    )
 
 
 # --- entry point -----------------------------------------------------------------------------
