@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import replace
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ import pytest
 
 from sayit_node.federation.advert import PROTOCOL_VERSION, AdvertRejected, NodeAdvert
 from sayit_node.federation.cluster_keys import ClusterKeys, derive_redis_password
+from tests.netns_helpers.lan import bridged_lan
 
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).resolve().parent / "netns_helpers"
@@ -189,51 +189,17 @@ def lo_ns() -> Iterator[Net]:
         holder.wait(5)
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-def _remove_stale_netns() -> None:
-    """Delete namespaces left by an earlier run of this file that was killed."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        name = line.split()[0] if line.split() else ""
-        m = re.fullmatch(rf"{NETNS_PREFIX}(\d+)-[0-9a-f]+-\w+", name)
-        if m and not Path(f"/proc/{m.group(1)}").exists():
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
 @pytest.fixture
 def lan() -> Iterator[dict[str, Net]]:
     """Namespaces `a` (10.200.0.1/24) and `b` (10.200.0.2/24), each with an `eth0` veth
     plugged into a bridge that lives in a third namespace. Deleted afterwards."""
-    _remove_stale_netns()
-    tag = f"{NETNS_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    names = {k: f"{tag}-{k}" for k in ("br", "a", "b")}
-    created: list[str] = []
-    nets: dict[str, Net] = {}
-    try:
-        for name in names.values():
-            _ip("netns", "add", name)
-            created.append(name)
-            _ip("-n", name, "link", "set", "lo", "up")
-        br = names["br"]
-        _ip("-n", br, "link", "add", "br0", "type", "bridge")
-        _ip("-n", br, "link", "set", "br0", "up")
-        for i, key in enumerate(("a", "b"), start=1):
-            ns = names[key]
-            _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"v{key}", "netns", br)
-            _ip("-n", br, "link", "set", f"v{key}", "master", "br0")
-            _ip("-n", br, "link", "set", f"v{key}", "up")
-            _ip("-n", ns, "addr", "add", f"10.200.0.{i}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth0", "up")
-            nets[key] = Net(key, ["ip", "netns", "exec", ns])
-        yield nets
-    finally:
-        for net in nets.values():
-            net.close()
-        for name in reversed(created):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    with bridged_lan(NETNS_PREFIX, {"a": "10.200.0.1", "b": "10.200.0.2"}) as names:
+        nets = {key: Net(key, ["ip", "netns", "exec", ns]) for key, ns in names.items()}
+        try:
+            yield nets
+        finally:
+            for net in nets.values():
+                net.close()
 
 
 def _saw(proc: Proc, peer: str, change: str = "added", **match) -> Callable[[dict], bool]:

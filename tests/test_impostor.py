@@ -13,11 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.netns_helpers.lan import bridged_lan
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
@@ -29,34 +29,10 @@ pytestmark = [
 ADDR = {"host": "10.201.0.1", "joiner": "10.201.0.2", "evil": "10.201.0.3"}
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
 @pytest.fixture
 def lan3():
-    tag = f"sayit-i{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    names = {k: f"{tag}-{k}" for k in ("br", *ADDR)}
-    created = []
-    try:
-        for name in names.values():
-            _ip("netns", "add", name)
-            created.append(name)
-            _ip("-n", name, "link", "set", "lo", "up")
-        br = names["br"]
-        _ip("-n", br, "link", "add", "br0", "type", "bridge")
-        _ip("-n", br, "link", "set", "br0", "up")
-        for i, key in enumerate(ADDR):
-            ns = names[key]
-            _ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"v{i}", "netns", br)
-            _ip("-n", br, "link", "set", f"v{i}", "master", "br0")
-            _ip("-n", br, "link", "set", f"v{i}", "up")
-            _ip("-n", ns, "addr", "add", f"{ADDR[key]}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth0", "up")
+    with bridged_lan("sayit-i", ADDR) as names:
         yield names
-    finally:
-        for name in reversed(created):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def test_impostor_gets_no_credential_and_cannot_stop_a_joiner(lan3, tmp_path):
