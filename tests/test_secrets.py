@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -71,3 +72,10 @@ def test_node_with_a_weak_secret_refuses_to_start_with_one_line(tmp_path):
     assert flag.returncode == 1 and "too weak" in flag.stderr
     worker = _cli("worker", env={**node.env, "REDIS_URL": "redis://127.0.0.1:1/0"})
     assert worker.returncode == 1 and "too weak" in worker.stderr
+
+
+def test_the_readme_example_secret_is_one_a_node_accepts():
+    examples = set(re.findall(r"--cluster-secret ([\w-]+)", (ROOT / "README.md").read_text()))
+    assert examples, "the README shows a --cluster-secret example"
+    for secret in examples:
+        assert secret_problem(secret) is None, secret
