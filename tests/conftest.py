@@ -167,6 +167,16 @@ def node_factory(tmp_path):
         node.stop()
 
 
+@pytest.fixture
+def redis(tmp_path):
+    """A real redis-server with AOF and the password `s3cret`, on loopback; stopped afterwards."""
+    from tests.redis_fixture import start_redis
+
+    server = start_redis(tmp_path / "redis", appendonly=True, password="s3cret")
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("speech")

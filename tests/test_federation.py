@@ -8,18 +8,10 @@ import time
 import httpx
 import pytest
 
-from tests.redis_fixture import start_redis
 from tests.conftest import submit_job, wait_job
 from tests.speech import wer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = start_redis(tmp_path / "redis", appendonly=True, password="s3cret")
-    yield server
-    server.stop()
 
 
 def _active_chunks(node) -> int:

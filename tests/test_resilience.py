@@ -12,18 +12,10 @@ import httpx
 import pytest
 
 from tests.conftest import submit_job, wait_job
-from tests.redis_fixture import start_redis
 
 pytestmark = pytest.mark.slow
 
 SIMULATED = {"SAYIT_ENGINE": "simulated", "MAX_CONCURRENT_CHUNKS": "1"}
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = start_redis(tmp_path / "redis", appendonly=True, password="s3cret")
-    yield server
-    server.stop()
 
 
 def _until(predicate, timeout: float = 10.0, step: float = 0.1):

@@ -12,17 +12,9 @@ import pytest
 import redis as redis_py
 
 from tests.conftest import NodeProcess, submit_job, wait_job
-from tests.redis_fixture import start_redis
 from tests.speech import wer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def redis(tmp_path):
-    server = start_redis(tmp_path / "redis", appendonly=True, password="s3cret")
-    yield server
-    server.stop()
 
 
 def start_worker(home, env) -> tuple[subprocess.Popen, NodeProcess]:
