@@ -347,3 +347,51 @@ def test_concurrent_uploads_are_capped(bounded, short_speech):
         assert response.headers["Retry-After"]
     thread.join(60)
     assert results["slow"].status_code == 202, results["slow"].text
+
+
+def test_store_reads_stay_fast_while_more_chunks_run_than_the_default_thread_pool_has(tmp_path, short_speech):
+    """The engine runs on its own executor: with more engine calls at once than asyncio's default
+    pool has threads (min(32, cores + 4)), the store's SQLite calls (which use that pool) still
+    answer at once. With the engine on the default pool, every read waited for a chunk to end."""
+    import os
+    import threading
+    import time
+
+    default_pool = min(32, (os.cpu_count() or 1) + 4)
+    jobs = default_pool + 2
+    if jobs > 14:
+        pytest.skip(f"{jobs} simultaneous jobs on a machine this size: too slow for a test")
+    node = NodeProcess(tmp_path / "pool-node", env={
+        "SAYIT_ENGINE": "simulated", "SAYIT_SIMULATED_COST": "2.0", "MAX_CONCURRENT_CHUNKS": str(jobs),
+    }).start()
+    try:
+        path, _ = short_speech
+        ids: list[str] = []
+        with node.client(timeout=60) as client:
+            def submit():
+                response = client.post("/api/transcribe", files={"audio": path.open("rb")}, data={"async": "true"})
+                assert response.status_code == 202, response.text
+                ids.append(response.json()["jobId"])
+
+            threads = [threading.Thread(target=submit) for _ in range(jobs)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(ids) == jobs
+            deadline = time.monotonic() + 20  # the engine calls take ~30 s: all start well before
+            while sum(client.get(f"/api/jobs/{j}").json()["status"] == "running" for j in ids) < jobs:
+                assert time.monotonic() < deadline, "reading the jobs' state waited for engine calls to end"
+                time.sleep(0.2)
+            time.sleep(1.0)  # every chunk is inside its engine call now (~30 s each)
+            took = []
+            for _ in range(5):
+                started = time.monotonic()
+                assert client.get("/api/jobs").status_code == 200
+                assert client.get(f"/api/jobs/{ids[0]}").json()["status"] == "running"
+                took.append(time.monotonic() - started)
+            assert max(took) < 1.0, took
+            for job_id in ids:
+                client.delete(f"/api/jobs/{job_id}")
+    finally:
+        node.stop()
