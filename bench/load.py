@@ -31,12 +31,11 @@ from collections import Counter as Tally
 from pathlib import Path
 
 import httpx
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import NodeProcess  # noqa: E402
+from tests.conftest import NodeProcess, PeakRss  # noqa: E402
 from tests.speech import PARAGRAPHS, duration_of, long_speech, speak_paragraphs  # noqa: E402
 
 
@@ -55,42 +54,6 @@ class Statuses:
 
     def count(self, test) -> int:
         return sum(n for s, n in self.seen.items() if test(s))
-
-
-class TreeRss:
-    """Peak resident memory of a process plus its children, sampled every 20 ms."""
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-        self.peak = self.peak_main = 0
-        self.children_seen: set[int] = set()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            try:
-                main = self.root.memory_info().rss
-                total = main
-                for child in self.root.children(recursive=True):
-                    try:
-                        total += child.memory_info().rss
-                        self.children_seen.add(child.pid)
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
-                return
-            self.peak_main = max(self.peak_main, main)
-            self.peak = max(self.peak, total)
-            time.sleep(0.02)
-
-    def __enter__(self) -> "TreeRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 def main() -> None:
@@ -163,8 +126,7 @@ def main() -> None:
     texts: list[str] = []
     tracebacks = 0
     try:
-        with TreeRss(node.proc.pid) as rss:
-            rss_before = rss.root.memory_info().rss
+        with PeakRss(node.proc.pid, children=True) as rss:
             prober = threading.Thread(target=probe_health, daemon=True)
             prober.start()
             started = time.monotonic()
@@ -220,8 +182,8 @@ def main() -> None:
     print(f"| jobs completed | {completed} / {args.uploads} |")
     print(f"| wall time, first upload to last job done | {wall:.0f} s "
           f"({args.uploads * seconds / wall:.1f} audio-s / wall-s) |")
-    print(f"| node peak RSS | {rss.peak_main / 2**20:.0f} MB (idle before the load {rss_before / 2**20:.0f} MB; "
-          f"child processes seen: {len(rss.children_seen)}, peak with them {rss.peak / 2**20:.0f} MB) |")
+    print(f"| node peak RSS | {rss.peak / 2**20:.0f} MB (idle before the load {rss.before / 2**20:.0f} MB; "
+          f"child processes seen: {len(rss.children_seen)}, peak with them {rss.peak_tree / 2**20:.0f} MB) |")
     print(f"| /api/health latency during load (n={len(health_ms)}) | median {statistics.median(health_ms):.0f} ms, "
           f"p95 {q[18]:.0f} ms, worst {max(health_ms):.0f} ms |")
     print(f"| shortest transcript | {min(len(t) for t in texts) if texts else 0} characters |")

@@ -88,19 +88,39 @@ class NodeProcess:
 
 
 class PeakRss:
-    """Samples a process's resident memory every 20 ms while the `with` block runs."""
+    """Samples a process's resident memory every 20 ms while the `with` block runs.
 
-    def __init__(self, pid: int) -> None:
+    `peak` is the process's own; with `children=True`, `peak_tree` adds its child processes' RSS
+    (sampled at the same instants) and `children_seen` holds their pids.
+    """
+
+    def __init__(self, pid: int, *, children: bool = False) -> None:
         import psutil
 
         self._process = psutil.Process(pid)
-        self.before = self.peak = self._process.memory_info().rss
+        self._children = children
+        self.before = self.peak = self.peak_tree = self._process.memory_info().rss
+        self.children_seen: set[int] = set()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
+        import psutil
+
         while not self._done.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
+            try:
+                own = self._process.memory_info().rss
+                total = own
+                for child in self._process.children(recursive=True) if self._children else ():
+                    try:
+                        total += child.memory_info().rss
+                        self.children_seen.add(child.pid)
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                return  # the process is gone
+            self.peak = max(self.peak, own)
+            self.peak_tree = max(self.peak_tree, total)
             time.sleep(0.02)
 
     def __enter__(self) -> "PeakRss":
