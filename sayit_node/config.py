@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     compute_type: str = Field("auto", validation_alias="SAYIT_COMPUTE_TYPE")
     # Chunks decoded together in one CTranslate2 call (faster-whisper); 1 = one chunk per call.
     batch_size: int = Field(8, ge=1, le=64, validation_alias="SAYIT_BATCH_SIZE")
+    # Model workers sharing those chunks (each with cores / workers threads; at most the cores).
+    batch_workers: int = Field(2, ge=1, le=64, validation_alias="SAYIT_BATCH_WORKERS")
     beam_size: int = Field(5, ge=1, le=20, validation_alias="SAYIT_BEAM_SIZE")
     language: str | None = Field(None, validation_alias="SAYIT_LANGUAGE")
     max_duration_minutes: float = Field(

