@@ -1,10 +1,11 @@
 """faster-whisper (CTranslate2) engine: the default on x86 and Linux.
 
 Two ways to run chunks, chosen by `batch_size`:
-- batch_size > 1 (the default): chunks that arrive together (the node keeps
-  `workers * batch_size` chunks in flight) are encoded and decoded as one CTranslate2 batch
-  with timestamp tokens (see fw_batch.py); a chunk that fails faster-whisper's quality checks
-  is rerun alone with the temperature fallback.
+- batch_size > 1 (the default): the node keeps `batch_size` chunks in flight; `workers` model
+  workers share them, each idle worker taking its even share of the waiting chunks as one
+  CTranslate2 batch with timestamp tokens (see fw_batch.py). A window that stops inside an
+  open segment goes back to the front of the queue from there (it joins the next batch); a
+  chunk that fails faster-whisper's quality checks is rerun alone with the temperature fallback.
 - batch_size == 1: one `WhisperModel.transcribe` call per chunk, `workers` of them in parallel.
 Word timestamps and explicit temperatures always take the single-chunk path.
 """
