@@ -17,17 +17,19 @@ from .api.errors import EXCEPTION_HANDLERS, ApiError
 from .api.guard import host_guard_middleware
 from .api.limits import Slots
 from .api.models import describe_other_bodies
+from .api.reference import ReferencePagePlugin
 from .node import Node
 
 # The web page and its files are public (they hold no data); the API calls it makes are not.
 OPEN_PATHS = ("/api/health", "/schema", "/", web.STATIC_PATH)
-FORM_OVERHEAD = 64 * 1024
-# The spec only, as JSON (also at /schema itself) and YAML. litestar's HTML viewers (Swagger,
-# Redoc, Elements, RapiDoc, Scalar) load their scripts and a favicon from public CDNs: a browser
-# opening them would fetch third-party code from the node's own origin, and they fail offline.
-# No Python package we ship vendors their assets, so the node serves no HTML viewer.
-SCHEMA_PLUGINS = [JsonRenderPlugin(path=["/openapi.json", "/"]),
-                  YamlRenderPlugin(path=["/openapi.yaml", "/openapi.yml"])]  # multipart boundaries and small fields on top of the file
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields on top of the file
+
+
+def schema_plugins() -> list:
+    """/schema: a plain HTML reference rendered here (no script, nothing from another host: litestar's
+    own viewers load theirs from public CDNs), the spec as JSON and as YAML."""
+    return [ReferencePagePlugin(path="/"), JsonRenderPlugin(path="/openapi.json"),
+            YamlRenderPlugin(path=["/openapi.yaml", "/openapi.yml"])]
 
 
 def _auth_hook(keys: list[str]):
@@ -65,7 +67,7 @@ def create_app(node: Node, *, request_shutdown=lambda: None, lifespan=None) -> L
         cors_config=CORSConfig(allow_origins=settings.allowed_origins) if settings.allowed_origins else None,
         request_max_body_size=settings.max_upload_bytes + FORM_OVERHEAD,
         openapi_config=OpenAPIConfig(title="SayIt node", version=__version__, path="/schema",
-                                     render_plugins=SCHEMA_PLUGINS),
+                                     render_plugins=schema_plugins()),
         lifespan=lifespan or [],
         logging_config=None,  # the node configures logging itself (stdout + rotating file)
         debug=False,

@@ -188,7 +188,7 @@ def serve(settings: Settings) -> None:
             timeout_graceful_shutdown=5, lifespan="on",
         )
         server = _Server(config, force)
-        log.info("SayIt node on http://%s:%d (OpenAPI at /schema/openapi.json)", settings.host, settings.port)
+        log.info("SayIt node on http://%s:%d (API reference at /schema)", settings.host, settings.port)
         try:
             await server.serve()
         finally:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import httpx
@@ -220,13 +221,20 @@ def test_web_page_and_api_docs_load_nothing_from_other_hosts(node):
     with node.client() as client:
         schema = client.get("/schema/openapi.json")
         assert schema.status_code == 200 and schema.json()["openapi"].startswith("3.")
-        assert client.get("/schema").json()["info"]["title"] == "SayIt node"
+        reference = client.get("/schema")  # what the tray's "Open API docs" opens
+        assert reference.status_code == 200 and reference.headers["content-type"].startswith("text/html")
+        assert "<script" not in reference.text.lower()
+        for route in schema.json()["paths"]:  # every route, escaped
+            assert html.escape(route) in reference.text, route
+        assert 'id="schema-JobView"' in reference.text
         yaml_spec = client.get("/schema/openapi.yaml")
         assert yaml_spec.status_code == 200 and "openapi:" in yaml_spec.text
         page = client.get("/")
         linked = re.findall(r'(?:src|href)="(/[^"#]*)"', page.text)
         assert "/static/app.js" in linked and "/static/app.css" in linked
-        served = {"/": page}
+        linked += re.findall(r'(?:src|href)="(/[^"#]*)"', reference.text)
+        assert "/schema/openapi.json" in linked
+        served = {"/": page, "/schema": reference}
         for path in {*linked, *(f"/static/{f.name}" for f in STATIC_DIR.iterdir() if f.is_file())}:
             served[path] = client.get(path)
             assert served[path].status_code == 200, path
