@@ -56,5 +56,7 @@ def test_impostor_gets_no_credential_and_cannot_stop_a_joiner(lan3, tmp_path):
     assert out["joiner_log_foreign_lines"] == 1
     # not one byte of the Redis password (nor the secret) reached the impostor...
     assert out["password_bytes_at_evil"] == 0 and out["secret_bytes_at_evil"] == 0
-    # ...though its recorder does catch a password sent to it in clear (control)
+    # ...though its recorders do catch a password sent to it in clear (control): the relay, and
+    # the raw socket that sees every port (so the zero above covers ports it does not listen on)
     assert out["control_password_bytes_at_evil"] >= 1
+    assert out["control_password_seen_by_raw_socket"] >= 1

@@ -10,6 +10,9 @@
 3. On OWN_ADDR it listens on the real node's API port and Redis port and relays both to the real
    node (so its HTTP answers like the real node), writing every byte it receives and sends, per
    port and direction, to RECORD_DIR.
+4. A raw socket on eth0 also records the payload of every TCP and UDP packet sent to OWN_ADDR on
+   any port (`any-port.in`; the ports in `any-port.ports`), so a credential sent to a port it does
+   not listen on is caught too.
 
 Prints JSON lines: {"event": "ready", ...} once everything is up.
 """
@@ -17,7 +20,10 @@ Prints JSON lines: {"event": "ready", ...} once everything is up.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +33,30 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from shared import emit
 
 SERVICE_TYPE = "_sayit._tcp.local."
+
+
+def sniff(own: str, record: Path, ready: threading.Event) -> None:
+    """Record the payload of every IPv4 TCP/UDP packet addressed to `own` that arrives on eth0."""
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    raw.bind(("eth0", 0))
+    target = socket.inet_aton(own)
+    ready.set()
+    while True:
+        frame, meta = raw.recvfrom(65535)
+        if meta[2] == 4 or len(frame) < 34 or frame[12:14] != b"\x08\x00":  # outgoing, or not IPv4
+            continue
+        ip = frame[14:]
+        ihl, proto = (ip[0] & 0x0F) * 4, ip[9]
+        if ip[16:20] != target or proto not in (6, 17):
+            continue
+        segment = ip[ihl:struct.unpack("!H", ip[2:4])[0]]
+        port = struct.unpack("!H", segment[2:4])[0]
+        payload = segment[(segment[12] >> 4) * 4:] if proto == 6 else segment[8:]
+        with (record / "any-port.ports").open("a") as fh:
+            fh.write(f"{'tcp' if proto == 6 else 'udp'}/{port}\n")
+        if payload:
+            with (record / "any-port.in").open("ab") as fh:
+                fh.write(payload)
 
 
 async def relay(listen: str, port: int, target: str, record: Path) -> asyncio.AbstractServer:
@@ -57,6 +87,10 @@ async def relay(listen: str, port: int, target: str, record: Path) -> asyncio.Ab
 
 async def main(own: str, real_id: str, record: Path) -> None:
     record.mkdir(parents=True, exist_ok=True)
+    sniffing = threading.Event()
+    threading.Thread(target=sniff, args=(own, record, sniffing), daemon=True).start()
+    if not sniffing.wait(5):
+        raise RuntimeError("the raw socket did not start")
     aiozc = AsyncZeroconf(interfaces=[own], ip_version=IPVersion.V4Only)
     found: asyncio.Future = asyncio.get_running_loop().create_future()
 

@@ -87,6 +87,7 @@ def main(home: Path, ns_host: str, ns_evil: str, host_addr: str, joiner_addr: st
 
         seen = recorded()
         out["recorded_bytes"] = {name: len(data) for name, data in seen.items()}
+        out["ports_contacted_at_evil"] = sorted(set(seen.get("any-port.ports", b"").decode().split()))
         out["password_bytes_at_evil"] = sum(data.count(password.encode()) for data in seen.values())
         out["secret_bytes_at_evil"] = sum(data.count(SECRET.encode()) for data in seen.values())
 
@@ -99,7 +100,9 @@ def main(home: Path, ns_host: str, ns_evil: str, host_addr: str, joiner_addr: st
         except Exception:
             pass
         time.sleep(0.5)
-        out["control_password_bytes_at_evil"] = sum(data.count(password.encode()) for data in recorded().values())
+        after = recorded()
+        out["control_password_bytes_at_evil"] = sum(data.count(password.encode()) for data in after.values())
+        out["control_password_seen_by_raw_socket"] = after.get("any-port.in", b"").count(password.encode())
     finally:
         if evil is not None:
             evil.send_signal(signal.SIGKILL)
