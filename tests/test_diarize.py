@@ -467,3 +467,25 @@ def test_cpu_share_alternates_engine_and_embedding():
     e2_thr.join(2)
     assert share.busy == (0, 0)
     assert log[0] == "engine" and log[-1] == "engine" and log.count("lane") == 3
+
+
+def test_four_espeak_voices_are_counted(tmp_path):
+    """Four distinct voices, count not given: single windows as clustering units found 3 here,
+    pairs of windows (GROUP_WINDOWS = 2) find 4."""
+    from sayit_node.audio import decode, plan_chunks
+    from sayit_node.diarize.embedder import SpeakerEmbedder
+    from tests.conversation import make_conversation
+
+    path = tmp_path / "four.wav"
+    ref = make_conversation(path, 4, 240, seed=5)
+    samples = decode(str(path))
+    embedder = SpeakerEmbedder(BUNDLED["ge2e"])
+    windows = []
+    for chunk in plan_chunks(samples):
+        w = embedder.embed_speech(samples[chunk.start:chunk.end])
+        offset = chunk.start / 16000
+        windows.append(Windows([(a + offset, b + offset) for a, b in w.cores], w.embeddings))
+    result = diarize(windows)
+    assert result.speakers == 4
+    hyp = [(t.start, t.end, t.speaker) for t in result.timeline]
+    assert der([(r.start, r.end, r.speaker) for r in ref], hyp).der < 0.03
