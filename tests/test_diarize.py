@@ -396,7 +396,7 @@ def test_chunks_are_embedded_at_most_one_per_lane(two_voices, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
     from sayit_node.audio import decode
-    from sayit_node.diarize.cpu import CpuShare
+    from sayit_node.cpu import CpuShare
     from sayit_node.diarize.embedder import SpeakerEmbedder
 
     samples = decode(str(two_voices[0]))[: 16000 * 4]
@@ -422,51 +422,59 @@ def test_chunks_are_embedded_at_most_one_per_lane(two_voices, monkeypatch):
     assert all(np.array_equal(r.embeddings, results[0].embeddings) for r in results)
 
 
-def test_cpu_share_alternates_engine_and_embedding():
+def test_cpu_share_keeps_engine_and_embedding_threads_within_the_cores():
     import threading
     import time
 
-    from sayit_node.diarize.cpu import CpuShare
+    from sayit_node.cpu import CpuShare
 
     share = CpuShare(2)
     log: list[str] = []
 
-    def hold(kind: str, release: threading.Event, entered: threading.Event):
-        with getattr(share, kind)():
+    def hold(kind: str, release: threading.Event, entered: threading.Event, threads: int):
+        with (share.engine(threads) if kind == "engine" else share.lane()):
             log.append(kind)
             entered.set()
             release.wait(5)
 
-    def start(kind: str):
+    def start(kind: str, threads: int = 1):
         release, entered = threading.Event(), threading.Event()
-        thread = threading.Thread(target=hold, args=(kind, release, entered), daemon=True)
+        thread = threading.Thread(target=hold, args=(kind, release, entered, threads), daemon=True)
         thread.start()
         return release, entered, thread
 
-    # an engine call runs: embeddings wait for it
-    e_rel, e_in, e_thr = start("engine")
+    def settle(busy):
+        deadline = time.monotonic() + 2
+        while share.busy != busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert share.busy == busy
+
+    # a 2-thread engine call takes both cores: embeddings wait for it ...
+    e_rel, e_in, e_thr = start("engine", 2)
     assert e_in.wait(2)
     lanes = [start("lane") for _ in range(3)]
     assert not any(entered.wait(0.2) for _, entered, _ in lanes)
-    # ... and a waiting embedding keeps a new engine call out
-    e2_rel, e2_in, e2_thr = start("engine")
-    assert not e2_in.wait(0.2)
+    # ... and waiting embeddings keep a new engine call out, even one that would fit
+    w_rel, w_in, w_thr = start("engine", 1)
+    assert not w_in.wait(0.2)
     e_rel.set()
     e_thr.join(2)
-    # two lanes (one per core) run, the third waits, the engine still waits
-    deadline = time.monotonic() + 2
-    while share.busy != (0, 2) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
-    assert share.busy == (0, 2) and sum(entered.is_set() for _, entered, _ in lanes) == 2
-    assert not e2_in.is_set()
+    # two embeddings run (one per core), the third waits, and so does the engine
+    settle((0, 2))
+    assert sum(entered.is_set() for _, entered, _ in lanes) == 2 and not w_in.is_set()
+    first_two = [release for release, entered, _ in lanes if entered.is_set()]
+    for release in first_two:
+        release.set()
+    # the third embedding takes a core, and the 1-thread engine call the other: 2 threads
+    settle((1, 1))
+    assert w_in.is_set() and all(entered.is_set() for _, entered, _ in lanes)
     for release, _, _ in lanes:
         release.set()
-    assert e2_in.wait(2) and lanes[2][1].is_set()
-    e2_rel.set()
-    e2_thr.join(2)
-    assert share.busy == (0, 0)
-    assert log[0] == "engine" and log[-1] == "engine" and log.count("lane") == 3
+    w_rel.set()
+    w_thr.join(2)
+    settle((0, 0))
+    assert log[0] == "engine" and log.count("lane") == 3 and log[-1] == "engine"
 
 
 def test_four_espeak_voices_are_counted(tmp_path):

@@ -9,9 +9,9 @@ cores tile the speech without overlap.
 onnxruntime runs with one intra-op and one inter-op thread and no spinning: the node calls it
 on the engine's own thread pool beside CTranslate2, and one busy-waiting thread pool per
 library on 2 cores is how the two starved (and hung) each other before. Chunks are embedded
-side by side, up to one per core, and never while the engine runs (`cpu.CpuShare` lanes): the
-chunks of an engine batch finish transcribing together, and embedding them one after another
-left all cores but one idle.
+side by side, one per core the engine leaves free (`sayit_node.cpu.CpuShare`): chunks of an
+engine batch finish transcribing together, and embedding them one after another behind one
+lock left cores idle.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cpu import CPU, CpuShare
+from ..cpu import CPU, CpuShare
 from .features import HOP, SAMPLE_RATE, TARGET_DBFS, mel_frames
 
 WINDOW_FRAMES = 160  # 1.6 s
@@ -67,7 +67,7 @@ class SpeakerEmbedder:
         self._session = ort.InferenceSession(str(self.path), sess_options=session_options(),
                                              providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
-        self.share = share or CPU  # chunks embed at once: one per core, and not beside the engine
+        self.share = share or CPU  # one chunk per core the engine is not using
 
     def embed_mels(self, mels: np.ndarray) -> np.ndarray:
         out = [self._session.run(None, {self._input: mels[i:i + BATCH]})[0] for i in range(0, len(mels), BATCH)]

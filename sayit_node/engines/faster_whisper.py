@@ -16,11 +16,13 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import nullcontext
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..cpu import CPU
 from . import fw_batch
 from .base import SAMPLE_RATE, Segment, TranscribeOptions, Word
 
@@ -71,6 +73,7 @@ class FasterWhisperEngine:
         self.parallel_chunks = max(1, parallel_chunks)
         self.batch_size = max(1, batch_size)
         cpu_threads = max(1, cores // self.parallel_chunks)
+        self.cpu_threads = cpu_threads  # held from sayit_node.cpu for each CTranslate2 call
         self.model_name = model_name
         self.device = device
         self.compute_type = compute_type
@@ -133,34 +136,41 @@ class FasterWhisperEngine:
         return (not options.word_timestamps and options.temperature == 0
                 and len(samples) <= 30 * SAMPLE_RATE)
 
+    def _on_cores(self):
+        """Hold this worker's threads from the process's core budget (sayit_node.cpu) for a
+        CTranslate2 call, so speaker embeddings only run on cores the engine leaves free."""
+        return CPU.engine(self.cpu_threads) if self.device == "cpu" else nullcontext()
+
     def _transcribe_one(self, samples: np.ndarray, options: TranscribeOptions) -> list[Segment]:
         temperature = FALLBACK_TEMPERATURES if options.temperature == 0 else options.temperature
-        segments, _info = self._model.transcribe(
-            samples,
-            language=options.language,
-            task=options.task,
-            beam_size=options.beam_size,
-            temperature=temperature,
-            initial_prompt=options.prompt or None,
-            word_timestamps=options.word_timestamps,
-            vad_filter=False,  # chunks are already cut at silences by the job pipeline
-        )
-        return [
-            Segment(
-                start=round(s.start, 3),
-                end=round(s.end, 3),
-                text=s.text,
-                tokens=list(s.tokens),
-                temperature=float(s.temperature or 0.0),
-                avg_logprob=float(s.avg_logprob),
-                compression_ratio=float(s.compression_ratio),
-                no_speech_prob=float(s.no_speech_prob),
-                words=None
-                if s.words is None
-                else [Word(round(w.start, 3), round(w.end, 3), w.word, float(w.probability)) for w in s.words],
+        # CTranslate2 runs while the generator is consumed: hold the cores throughout.
+        with self._on_cores():
+            segments, _info = self._model.transcribe(
+                samples,
+                language=options.language,
+                task=options.task,
+                beam_size=options.beam_size,
+                temperature=temperature,
+                initial_prompt=options.prompt or None,
+                word_timestamps=options.word_timestamps,
+                vad_filter=False,  # chunks are already cut at silences by the job pipeline
             )
-            for s in segments
-        ]
+            return [
+                Segment(
+                    start=round(s.start, 3),
+                    end=round(s.end, 3),
+                    text=s.text,
+                    tokens=list(s.tokens),
+                    temperature=float(s.temperature or 0.0),
+                    avg_logprob=float(s.avg_logprob),
+                    compression_ratio=float(s.compression_ratio),
+                    no_speech_prob=float(s.no_speech_prob),
+                    words=None
+                    if s.words is None
+                    else [Word(round(w.start, 3), round(w.end, 3), w.word, float(w.probability)) for w in s.words],
+                )
+                for s in segments
+            ]
 
     # -- batches ------------------------------------------------------------------------------
     def _gather(self) -> list[tuple]:
@@ -214,8 +224,9 @@ class FasterWhisperEngine:
         if not live:
             return
         try:
-            results = fw_batch.generate_round(self._model, [w.piece() for w in live], language=language, task=task,
-                                              beam_size=beam_size, prompt=prompt)
+            with self._on_cores():
+                results = fw_batch.generate_round(self._model, [w.piece() for w in live], language=language,
+                                                  task=task, beam_size=beam_size, prompt=prompt)
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting chunk
             for w in live:
                 w.future.set_exception(exc)

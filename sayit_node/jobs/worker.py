@@ -19,7 +19,6 @@ from taskiq import AsyncBroker, TaskiqDepends, TaskiqState
 
 from ..audio import from_pcm16
 from ..diarize import pack_windows
-from ..diarize.cpu import CPU
 from ..engines.base import SAMPLE_RATE, Engine, EngineError, TranscribeOptions
 from ..queue import CHUNK_TASK_NAME
 from .store import CorruptChunk, JobStore
@@ -185,10 +184,10 @@ class ChunkWorker:
         try:
             # The engine's own threads: a busy engine never starves the default pool (decode, SQLite).
             loop = asyncio.get_running_loop()
-            segments = await loop.run_in_executor(self.executor, self._transcribe, samples, options)
+            segments = await loop.run_in_executor(self.executor, self.engine.transcribe, samples, options)
             result = [s.to_dict() for s in segments]
             if work.options.diarize:
-                # Same pool as the engine: onnxruntime (1 thread) never races CTranslate2 for cores.
+                # Same pool as the engine; sayit_node.cpu keeps onnxruntime and CTranslate2 within the cores.
                 windows = await loop.run_in_executor(self.executor, self._speaker_windows, samples)
                 result.append(pack_windows(windows))
         except asyncio.CancelledError:
@@ -225,11 +224,6 @@ class ChunkWorker:
         detail = str(exc).splitlines()[0][:200] if str(exc) else "no answer in time"
         log.warning("chunk %s/%d: could not %s, the job store did not answer (%s: %s); it reruns when its "
                     "lease runs out", job_id, index, what, type(exc).__name__, detail)
-
-    def _transcribe(self, samples, options):
-        # Not while speaker embeddings run (see diarize.cpu): no more busy threads than cores.
-        with CPU.engine():
-            return self.engine.transcribe(samples, options)
 
     def _speaker_windows(self, samples):
         if self.speaker_model is None:
