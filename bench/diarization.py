@@ -1,6 +1,6 @@
 """Diarization benchmark: DER, speakers found and time added, on espeak-ng conversations.
 
-    .venv/bin/python bench/diarization.py                    # 2 and 3 voices, 4 minutes each
+    flock /tmp/sayit-bench.lock .venv/bin/python bench/diarization.py   # 2 and 3 voices, 4 min, 3 rounds
     .venv/bin/python bench/diarization.py --minutes 6 --voices close --rounds 2
 
 Builds conversations of 2 and 3 clearly different espeak-ng voices taking turns (turns of
@@ -13,9 +13,13 @@ interleaved, `--rounds` times (median wall time per mode). Reports:
   speaker timeline itself (window cores, before labelling segments), computed in this process
   from the same model and code the node runs.
 - the number of speakers found;
-- time added: (wall with diarization - wall without) / wall without, end to end over HTTP; and
-  the CPU seconds of the diarization work itself (VAD + embeddings for every chunk, clustering)
-  measured in this process, as a share of the transcription wall time.
+- time added: (wall with diarization - wall without) / wall without, end to end over HTTP, and
+  the same in seconds; and the CPU seconds of the diarization work itself (VAD + embeddings for
+  every chunk, clustering) measured in this process, as a share of the transcription wall time.
+  The time added is a ratio: the diarization work depends on the audio length, the
+  transcription time also on what Whisper does with it (the 2-voice file takes tiny.en ~2.5x
+  longer than the 3-voice one), so compare the seconds too.
+- the load average before and after (other work on the machine skews every wall time).
 Results go to bench/results/diarization.json.
 """
 
@@ -81,12 +85,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--speakers", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--voices", choices=["distinct", "close"], default="distinct")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "diarization.json")
     args = parser.parse_args()
     voices = VOICES if args.voices == "distinct" else CLOSE_VOICES
+    load_before = os.getloadavg()
     cores = os.cpu_count() or 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +130,7 @@ def main() -> None:
                     "confusion_s": round(seg.confusion, 2),
                     "der_timeline_collar025": round(tl.der, 4), "timeline_speakers": local["speakers"],
                     "wall_without_s": round(off, 2), "wall_with_s": round(on, 2),
-                    "time_added": round((on - off) / off, 3),
+                    "time_added": round((on - off) / off, 3), "added_s": round(on - off, 2),
                     "diarize_cpu_s": round(local["embed_cpu_s"] + local["cluster_cpu_s"], 2),
                     "diarize_cpu_share": round((local["embed_cpu_s"] + local["cluster_cpu_s"]) / off, 3),
                     "cluster_cpu_s": round(local["cluster_cpu_s"], 3), "windows": local["windows"],
@@ -137,14 +142,16 @@ def main() -> None:
             node.stop()
     print()
     print(f"{'voices':>6} {'audio s':>8} {'found':>5} {'DER seg':>8} {'DER 0c':>7} {'DER tl':>7} "
-          f"{'without s':>9} {'with s':>7} {'added':>6} {'CPU share':>9}")
+          f"{'without s':>9} {'with s':>7} {'added':>6} {'added s':>7} {'CPU share':>9}")
     for r in rows:
         print(f"{r['voices']:>6} {r['audio_s']:>8} {r['speakers_found']:>5} {r['der_segments_collar025']:>8.2%} "
               f"{r['der_segments_no_collar']:>7.2%} {r['der_timeline_collar025']:>7.2%} {r['wall_without_s']:>9} "
-              f"{r['wall_with_s']:>7} {r['time_added']:>6.1%} {r['diarize_cpu_share']:>9.1%}")
+              f"{r['wall_with_s']:>7} {r['time_added']:>6.1%} {r['added_s']:>7} {r['diarize_cpu_share']:>9.1%}")
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
+    print(f"load average (1, 5, 15 min) before {load['before']}, after {load['after']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "cores": cores,
-                                    "rows": rows}, indent=2))
+                                    "load_average": load, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
