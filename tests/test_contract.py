@@ -263,3 +263,203 @@ def test_the_client_names_fields_as_the_schema_does(spec, typed, component):
         if "number" in wanted:
             wanted.add("integer")
         assert "any" in wanted or served <= wanted, f"client.{typed}.{name}: {wanted} vs {served}"
+
+
+# --- upload forms: the spec's requestBody is the form each handler reads ------------------------
+
+from sayit_node.api.upload_form import OPENAI_FORM, TRANSCRIBE_FORM, UploadForm  # noqa: E402
+
+UPLOAD_ROUTES = {"/v1/audio/transcriptions": OPENAI_FORM, "/v1/audio/translations": OPENAI_FORM,
+                 "/api/transcribe": TRANSCRIBE_FORM}
+
+
+def _form_schema(spec: dict, path: str) -> dict:
+    body = spec["paths"][path]["post"]["requestBody"]
+    assert body["required"] is True and list(body["content"]) == ["multipart/form-data"], path
+    return body["content"]["multipart/form-data"]["schema"]
+
+
+def test_only_the_upload_routes_take_a_body_and_each_declares_its_form(spec):
+    with_body = {path for path, ops in spec["paths"].items() for op in ops.values()
+                 if isinstance(op, dict) and "requestBody" in op}
+    assert with_body == set(UPLOAD_ROUTES)
+    # Every handler that reads a form does so through read_upload with its route's declaration.
+    import ast
+
+    from tests.conftest import ROOT
+
+    callers = {}
+    for path in sorted((ROOT / "sayit_node").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in (
+                    "read_upload", "read_form"):
+                callers[(path.relative_to(ROOT).as_posix(), node.func.id if isinstance(node.func, ast.Name)
+                         else node.func.attr)] = ast.unparse(node.args[-1])
+    assert callers == {("sayit_node/api/openai.py", "read_upload"): "OPENAI_FORM",
+                       ("sayit_node/api/jobs.py", "read_upload"): "TRANSCRIBE_FORM",
+                       ("sayit_node/api/uploads.py", "read_form"): "request"}
+
+
+@pytest.mark.parametrize("path", sorted(UPLOAD_ROUTES))
+def test_openapi_upload_form_lists_exactly_the_declared_fields(spec, path):
+    from sayit_node.api.forms import MAX_FIELD_CHARS, MAX_PROMPT_CHARS
+    from sayit_node.api.upload_form import MAX_SPEAKERS
+    from sayit_node.jobs.transcript import FORMATS, normalise_format
+
+    form: UploadForm = UPLOAD_ROUTES[path]
+    schema = _form_schema(spec, path)
+    props = schema["properties"]
+    assert list(props) == [f.name for f in form.fields]
+    for name in form.file_fields:
+        assert props[name]["type"] == "string" and props[name]["format"] == "binary", name
+    if path.startswith("/v1"):
+        assert schema["required"] == ["file"] and "anyOf" not in schema
+        assert props["timestamp_granularities[]"]["type"] == "array"
+        assert set(props["timestamp_granularities[]"]["items"]["enum"]) == {"word", "segment"}
+        assert props["temperature"] == {**props["temperature"], "type": "number", "minimum": 0, "maximum": 1}
+        assert props["stream"]["type"] == "boolean"
+        formats = props["response_format"]["enum"]
+    else:  # the audio comes as 'audio' or 'file'
+        assert "required" not in schema and schema["anyOf"] == [{"required": ["audio"]}, {"required": ["file"]}]
+        assert props["async"]["type"] == "boolean" and props["words"]["type"] == "boolean"
+        formats = props["format"]["enum"]
+        assert props["response_format"]["enum"] == formats
+    assert set(FORMATS) <= set(formats) and all(normalise_format(f) for f in formats)
+    assert props["prompt"]["maxLength"] == MAX_PROMPT_CHARS
+    for name in ("model", "language"):
+        assert props[name] == {**props[name], "type": "string", "maxLength": MAX_FIELD_CHARS}
+    assert props["diarize"]["type"] == "boolean" and props["diarize"]["default"] is False
+    for name in ("speakers", "num_speakers", "min_speakers", "max_speakers"):
+        assert props[name] == {**props[name], "type": "integer", "minimum": 1, "maximum": MAX_SPEAKERS}, name
+
+
+def test_schema_page_shows_the_upload_form_fields(node):
+    import html
+
+    with node.client() as client:
+        page = client.get("/schema").text
+    for path, form in UPLOAD_ROUTES.items():
+        section = page.split(f"</span> {html.escape(path)}</h3>", 1)[1].split("<h3", 1)[0]
+        assert "<code>multipart/form-data</code>" in section, path
+        for field in form.fields:
+            assert f"<td class=t>{html.escape(field.name)}</td>" in section, (path, field.name)
+        assert "at most 2000 characters" in section and "string (binary)" in section
+
+
+# The handlers themselves, in process, on a stub service: which fields does each one read?
+
+class _Stop(Exception):
+    pass
+
+
+class _StubService:
+    model_name = "tiny.en"
+    beam_size = 5
+
+    def __init__(self):
+        self.options = None
+
+        class Queued:
+            async def reserve(self, *args, **kwargs):
+                return None
+
+        self.queued, self.store = Queued(), None
+
+    def check_language(self, language):
+        return None
+
+    async def submit(self, file, *, filename, options, client):
+        self.options = options
+        raise _Stop
+
+
+def _stub_client(service):
+    from litestar import Litestar, Response
+    from litestar.datastructures import State
+    from litestar.testing import TestClient
+
+    from sayit_node.api import jobs, openai
+    from sayit_node.api.errors import EXCEPTION_HANDLERS
+    from sayit_node.api.limits import Slots
+
+    class Node:
+        pass
+
+    node = Node()
+    node.service = service
+    state = State({"node": node, "upload_slots": Slots(4, "uploads", "too_many_uploads", "X"),
+                   "stream_slots": Slots(4, "streams", "too_many_streams", "Y")})
+    app = Litestar(route_handlers=[*openai.ROUTES, *jobs.ROUTES], state=state,
+                   exception_handlers={**EXCEPTION_HANDLERS, _Stop: lambda request, exc: Response(
+                       {"submitted": True}, status_code=299)})
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("path", sorted(UPLOAD_ROUTES))
+def test_each_handler_reads_exactly_the_fields_its_form_declares(monkeypatch, path):
+    """A field the handler reads that the spec does not list (or the reverse) fails here; the
+    declaration also refuses, at run time, a read of a name it does not list."""
+    from sayit_node.api import uploads
+
+    form = UPLOAD_ROUTES[path]
+    read: list[str] = []
+    get, get_all = uploads.Upload.get, uploads.Upload.get_all
+    monkeypatch.setattr(uploads.Upload, "get", lambda self, name: read.append(name) or get(self, name))
+    monkeypatch.setattr(uploads.Upload, "get_all", lambda self, name: read.append(name) or get_all(self, name))
+    file_field = form.file_fields[0]
+    with _stub_client(_StubService()) as client:
+        # With only the file every field is read (no value short-cuts an `a or b`).
+        response = client.post(path, files={file_field: ("a.wav", b"RIFF", "audio/wav")})
+        assert response.status_code == 299, response.text
+        assert set(read) == form.text_names
+        for name in form.file_fields:  # each file field the spec lists is one the handler takes
+            assert client.post(path, files={name: ("a.wav", b"RIFF", "audio/wav")}).status_code == 299
+        missing = client.post(path, files={"other": ("a.wav", b"RIFF", "audio/wav")})
+        assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_file"
+    with pytest.raises(LookupError):
+        uploads.Upload(None, {}, "client", form).get("not_declared")
+
+
+@pytest.mark.parametrize("path", sorted(UPLOAD_ROUTES))
+def test_a_field_the_form_does_not_declare_is_ignored(path):
+    """As today (and as OpenAI does with fields it does not know): no error, no effect."""
+    form = UPLOAD_ROUTES[path]
+    service = _StubService()
+    with _stub_client(service) as client:
+        files = {form.file_fields[0]: ("a.wav", b"RIFF", "audio/wav")}
+        assert client.post(path, files=files).status_code == 299
+        plain = service.options
+        extra = {"chunking_strategy": "auto", "include[]": "logprobs", "x" * 64: "y"}
+        assert not set(extra) & form.names
+        response = client.post(path, files=files, data=extra)
+        assert response.status_code == 299, response.text
+        assert service.options == plain
+
+
+@pytest.mark.parametrize("path", sorted(UPLOAD_ROUTES))
+def test_the_declared_bounds_are_the_ones_the_handler_enforces(path):
+    form = UPLOAD_ROUTES[path]
+    files = {form.file_fields[0]: ("a.wav", b"RIFF", "audio/wav")}
+    prompt = form.field("prompt").max_length
+    with _stub_client(_StubService()) as client:
+        def status(**data):
+            return client.post(path, files=files, data=data).status_code
+
+        assert status(prompt="a" * prompt) == 299 and status(prompt="a" * (prompt + 1)) == 400
+        high = form.field("speakers").maximum
+        assert status(diarize="true", speakers=str(high)) == 299
+        assert status(diarize="true", speakers=str(high + 1)) == 400 and status(diarize="true", speakers="0") == 400
+        fmt = "response_format" if path.startswith("/v1") else "format"
+        for value in form.field(fmt).enum:
+            assert status(**{fmt: value}) == 299, value
+        assert status(**{fmt: "docx"}) == 400
+        for name in [f.name for f in form.fields if f.kind == "boolean"]:
+            if name == "stream":
+                continue  # the stub cannot stream
+            assert status(**{name: "yes"}) == 299 and status(**{name: "maybe"}) == 400, name
+        if path.startswith("/v1"):
+            low, high = form.field("temperature").minimum, form.field("temperature").maximum
+            assert status(temperature=str(low)) == 299 and status(temperature=str(high)) == 299
+            assert status(temperature=str(high + 0.1)) == 400
+            assert status(**{"timestamp_granularities[]": "word"}) == 299
+            assert status(**{"timestamp_granularities[]": "char"}) == 400

@@ -20,6 +20,7 @@ from .errors import ApiError, error_body
 from .limits import hold_stream
 from .models import TRANSCRIPT_RESPONSES, JobAccepted, JobList, JobView, errors, event_stream, to_model
 from .responses import transcript_response, wait_and_respond
+from .upload_form import TRANSCRIBE_FORM
 from .uploads import check_model, parse_bool, parse_language, parse_speakers, read_upload, submit
 
 
@@ -31,11 +32,12 @@ async def _job_or_404(service: JobService, job_id: str):
 
 
 @post("/api/transcribe", status_code=200, summary="Transcribe an upload (field 'audio'); async=true returns a job",
+      operation_class=TRANSCRIBE_FORM.operation_class(),
       responses={**TRANSCRIPT_RESPONSES, 202: ResponseSpec(JobAccepted, description="async=true: the job"),
                  **errors(400, 401, 403, 404, 413, 429, 503)})
 async def transcribe(request: Request, state: State) -> Response:
     service: JobService = state.node.service
-    async with read_upload(request, ("audio", "file")) as upload:
+    async with read_upload(request, TRANSCRIBE_FORM) as upload:
         check_model(service, upload.get("model"))
         fmt = normalise_format(upload.get("format") or upload.get("response_format"))
         if fmt is None:

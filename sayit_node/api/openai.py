@@ -11,21 +11,18 @@ from ..jobs.transcript import normalise_format
 from .errors import ApiError
 from .models import TRANSCRIPT_RESPONSES, ModelEntry, ModelList, errors
 from .responses import openai_text_stream, wait_and_respond
-from .uploads import (OPENAI_MODEL_ALIAS, check_model, parse_bool, parse_language, parse_speakers,
-                      parse_temperature, read_upload, submit)
+from .upload_form import OPENAI_FORM
+from .uploads import (OPENAI_MODEL_ALIAS, check_model, parse_bool, parse_granularities, parse_language,
+                      parse_speakers, parse_temperature, read_upload, submit)
 
 async def _audio_endpoint(request: Request, service: JobService, task: str) -> Response:
-    async with read_upload(request, ("file",)) as upload:
+    async with read_upload(request, OPENAI_FORM) as upload:
         check_model(service, upload.get("model"))
         fmt = normalise_format(upload.get("response_format"))
         if fmt is None:
             raise ApiError(400, "'response_format' must be one of json, text, srt, verbose_json, vtt, diarized_json",
                            "invalid_value", param="response_format")
-        granularities = upload.get_all("timestamp_granularities[]") + upload.get_all("timestamp_granularities")
-        for granularity in granularities:
-            if granularity not in ("word", "segment"):
-                raise ApiError(400, "'timestamp_granularities' must be word and/or segment", "invalid_value",
-                               param="timestamp_granularities")
+        granularities = parse_granularities(upload)
         stream = parse_bool(upload.get("stream"), "stream")
         if stream:
             request.app.state.stream_slots.check()  # before any work is queued
@@ -46,6 +43,7 @@ async def _audio_endpoint(request: Request, service: JobService, task: str) -> R
 
 
 @post("/v1/audio/transcriptions", status_code=200, summary="Transcribe audio (OpenAI-compatible)",
+      operation_class=OPENAI_FORM.operation_class(),
       responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 403, 404, 413, 429, 503)})
 async def transcriptions(request: Request, state: State) -> Response:
     return await _audio_endpoint(request, state.node.service, "transcribe")
@@ -53,6 +51,7 @@ async def transcriptions(request: Request, state: State) -> Response:
 
 @post("/v1/audio/translations", status_code=200,
       summary="Translate audio to English (OpenAI-compatible; needs a multilingual model)",
+      operation_class=OPENAI_FORM.operation_class(),
       responses={**TRANSCRIPT_RESPONSES, **errors(400, 401, 403, 404, 413, 429, 503)})
 async def translations(request: Request, state: State) -> Response:
     return await _audio_endpoint(request, state.node.service, "translate")

@@ -47,6 +47,8 @@ def _type(schema: dict[str, Any] | None) -> str:
     if kind == "array":
         return f"array of {_type(schema.get('items'))}"
     label = escape(str(kind or "any"))
+    if schema.get("format"):
+        label += f" ({escape(str(schema['format']))})"
     if "enum" in schema:
         label += ": " + ", ".join(f"<code>{escape(str(v))}</code>" for v in schema["enum"])
     return label
@@ -71,12 +73,48 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> list[str]:
     if body:
         kinds = ", ".join(f"<code>{escape(k)}</code>" for k in body.get("content", {}))
         out.append(f"<p>Body: {kinds}</p>")
+        if body.get("description"):
+            out.append(f"<p>{escape(body['description'])}</p>")
+        for content in body.get("content", {}).values():
+            schema = content.get("schema") or {}
+            if "properties" in schema:  # inline (a multipart form); a $ref is under Bodies
+                out += _fields(schema)
     out.append("<table><tr><th>status</th><th>answer</th><th>body</th></tr>")
     for status, response in (op.get("responses") or {}).items():
         bodies = "<br>".join(f"<code>{escape(kind)}</code> {_type(c.get('schema'))}"
                              for kind, c in (response.get("content") or {}).items())
         out.append(f"<tr><td>{escape(str(status))}</td><td>{escape(response.get('description', ''))}</td>"
                    f"<td>{bodies}</td></tr>")
+    out.append("</table>")
+    return out
+
+
+def _bounds(spec: dict[str, Any]) -> str:
+    """Default, length and range of a field, as the about column's tail."""
+    inner = spec.get("items") or spec
+    notes = []
+    if "default" in spec:
+        default = spec["default"]
+        notes.append(f"default <code>{escape(str(default).lower() if isinstance(default, bool) else str(default))}</code>")
+    if "maxLength" in inner:
+        notes.append(f"at most {inner['maxLength']} characters")
+    if "minimum" in inner or "maximum" in inner:
+        notes.append(f"from {inner.get('minimum', '')} to {inner.get('maximum', '')}")
+    if spec.get("type") == "array":
+        notes.append("may be repeated")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _fields(schema: dict[str, Any]) -> list[str]:
+    """A table of an inline object's fields (a request form)."""
+    required = set(schema.get("required") or [])
+    either = [name for alt in schema.get("anyOf") or [] for name in alt.get("required") or []]
+    out = ["<table><tr><th>field</th><th>type</th><th>required</th><th>about</th></tr>"]
+    for field, spec in schema["properties"].items():
+        needed = "yes" if field in required else (
+            "one of " + ", ".join(escape(n) for n in either) if field in either else "no")
+        out.append(f"<tr><td class=t>{escape(field)}</td><td>{_type(spec)}</td><td>{needed}</td>"
+                   f"<td>{escape(spec.get('description', ''))}{_bounds(spec)}</td></tr>")
     out.append("</table>")
     return out
 

@@ -22,6 +22,7 @@ from ..jobs.service import AudioTooLong, DiskLow, JobService, QueueFull, StoreFu
 from .errors import ApiError
 from .forms import read_form
 from .limits import client_of, queue_full_error
+from .upload_form import FALSE_WORDS, GRANULARITIES, MAX_SPEAKERS, TEMPERATURE_RANGE, TRUE_WORDS, UploadForm
 
 
 @dataclass
@@ -29,17 +30,20 @@ class Upload:
     file: UploadFile
     fields: dict[str, list[str]]
     client: str  # whose queue bound the job counts against
+    form: UploadForm  # what the route declares (and the spec shows); other fields are ignored
 
     def get(self, name: str) -> str | None:
+        self.form.check_read(name)
         values = self.fields.get(name)
         return values[-1] if values else None
 
     def get_all(self, name: str) -> list[str]:
+        self.form.check_read(name)
         return self.fields.get(name, [])
 
 
 @contextlib.asynccontextmanager
-async def read_upload(request: Request, file_fields: tuple[str, ...]) -> AsyncIterator[Upload]:
+async def read_upload(request: Request, declared: UploadForm) -> AsyncIterator[Upload]:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(400, "send the audio as multipart/form-data", "invalid_request")
@@ -53,11 +57,12 @@ async def read_upload(request: Request, file_fields: tuple[str, ...]) -> AsyncIt
             raise queue_full_error(exc) from exc
         form = await read_form(request)
         try:
+            file_fields = declared.file_fields
             file = form.file(file_fields)
             if file is None:
                 raise ApiError(400, f"no audio file in the form (field '{file_fields[0]}')", "missing_file",
                                param=file_fields[0])
-            yield Upload(file, form.fields, client)
+            yield Upload(file, form.fields, client, declared)
         finally:
             await form.close()
     finally:
@@ -83,13 +88,22 @@ def check_model(service: JobService, model: str | None) -> None:
                    "model_not_found", param="model")
 
 
+def parse_granularities(upload: "Upload") -> list[str]:
+    granularities = upload.get_all("timestamp_granularities[]") + upload.get_all("timestamp_granularities")
+    for granularity in granularities:
+        if granularity not in GRANULARITIES:
+            raise ApiError(400, "'timestamp_granularities' must be word and/or segment", "invalid_value",
+                           param="timestamp_granularities")
+    return granularities
+
+
 def parse_bool(value: str | None, name: str) -> bool:
     if value is None or value == "":
         return False
     lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in TRUE_WORDS:
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in FALSE_WORDS:
         return False
     raise ApiError(400, f"'{name}' must be true or false", "invalid_value", param=name)
 
@@ -101,12 +115,11 @@ def parse_temperature(value: str | None) -> float:
         temperature = float(value)
     except ValueError:
         temperature = math.nan
-    if not 0.0 <= temperature <= 1.0:
-        raise ApiError(400, "'temperature' must be a number between 0 and 1", "invalid_value", param="temperature")
+    low, high = TEMPERATURE_RANGE
+    if not low <= temperature <= high:
+        raise ApiError(400, f"'temperature' must be a number between {low:g} and {high:g}", "invalid_value",
+                       param="temperature")
     return temperature
-
-
-MAX_SPEAKERS = 20
 
 
 def _parse_count(value: str | None, name: str) -> int | None:
