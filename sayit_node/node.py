@@ -170,21 +170,25 @@ class Node:
     async def _warm_up(self) -> None:
         """First-call costs paid before the first job, and a first speed estimate measured:
         a silent 30 s window through each model worker, on the engine's own threads."""
-        if self.engine.name == "simulated":
+        from .jobs.worker import WARMUP_SECONDS
+
+        # One window per model worker at once (a batching engine gives each idle worker its
+        # share), so no worker pays its first-call costs inside a job.
+        windows = max(1, min(int(getattr(self.engine, "parallel_chunks", 1)), self.slots))
+        self.speed.workers = windows
+        if self.engine.name == "simulated":  # sleeps `simulated_cost` per audio second, slots at once
+            self.speed.workers = self.slots
             self.speed.warmup_rate = 1.0 / max(self.settings.simulated_cost, 1e-6)
+            self.speed.warmup_window = WARMUP_SECONDS * self.settings.simulated_cost
             return
         import numpy as np
 
         from .engines.base import TranscribeOptions
-        from .jobs.worker import WARMUP_SECONDS
 
         samples = np.zeros(int(WARMUP_SECONDS * 16_000), np.float32)
         options = TranscribeOptions(language="en" if not self.engine.is_multilingual else "en",
                                     beam_size=self.settings.beam_size)
         loop = asyncio.get_running_loop()
-        # One window per model worker at once (a batching engine gives each idle worker its
-        # share), so no worker pays its first-call costs inside a job.
-        windows = max(1, min(int(getattr(self.engine, "parallel_chunks", 1)), self.slots))
         try:
             started = time.monotonic()
             await asyncio.gather(*(loop.run_in_executor(self.engine_executor, self.engine.transcribe, samples,
@@ -193,10 +197,10 @@ class Node:
         except Exception as exc:  # a warm-up problem is not the node's problem
             log.debug("warm-up failed: %s", exc)
             return
-        self.speed.record_warmup(WARMUP_SECONDS * windows, wall)
-        log.info("warm-up: %d silent 30 s window(s) at once in %.2f s; first estimates assume %.1f audio s per s%s",
-                 windows, wall,
-                 self.speed.rate(), " (kept from earlier jobs)" if self.speed.job_rate else "")
+        self.speed.record_warmup(windows, wall)
+        log.info("warm-up: %d silent 30 s window(s) at once in %.2f s; first estimates assume %.2f s per window "
+                 "on each of %d workers%s", windows, wall, self.speed.window_cost(), self.speed.workers,
+                 " (kept from earlier jobs)" if self.speed.job_window else "")
 
     @property
     def slots(self) -> int:
@@ -382,7 +386,7 @@ class Node:
         if self.service is not None:
             self.service.queued.release(job.id)
         if job.status == "completed" and job.started_at and job.finished_at:
-            self.speed.record_job(job.duration, job.finished_at - job.started_at)
+            self.speed.record_job(job.duration, job.finished_at - job.started_at, job.total_chunks)
         self.metrics.jobs.labels(job.status).inc()
 
     async def _cleanup_loop(self) -> None:

@@ -6,7 +6,10 @@ close the first estimate really comes."""
 from __future__ import annotations
 
 import json
+import math
 import time
+
+from sayit_node.jobs.worker import JOB_OVERHEAD, chunk_factor
 
 
 def _run(client, path) -> tuple[dict, list[dict], float]:
@@ -43,9 +46,13 @@ def test_eta_is_calibrated_refined_and_progress_counts_audio(node_factory, all_s
         assert views[-1]["etaSeconds"] == 0
 
         # The whole job's speed is kept in the data directory and used for the next estimate.
+        # It is kept as the cost of one window on one model worker (2 here: MAX_CONCURRENT_CHUNKS
+        # 2 caps the batch at 2), and the next job's estimate counts rounds of windows.
         kept = json.loads((node.home / "data" / "engine_speed.json").read_text())
-        (rate,) = kept.values()
-        assert rate > 0
+        (window,) = [v for k, v in kept.items() if k.endswith("|window")]
+        assert window > 0
         again = client.post("/api/transcribe", files={"audio": path.open("rb")}, data={"async": "true"}).json()
-        assert abs(again["estimatedTime"] - round(views[-1]["duration"] / rate, 1)) <= 0.2
+        rounds = math.ceil(again["totalChunks"] / 2)
+        per_chunk = chunk_factor(again["duration"] / again["totalChunks"])
+        assert abs(again["estimatedTime"] - round(JOB_OVERHEAD + rounds * window * per_chunk, 1)) <= 0.2
         client.delete(f"/api/jobs/{again['jobId']}")

@@ -58,7 +58,7 @@ async def transcribe(request: Request, state: State) -> Response:
             status_url=f"/api/jobs/{job.id}",
             result_url=f"/api/jobs/{job.id}/result",
             events_url=f"/api/jobs/{job.id}/events",
-            estimated_time=service.estimate_seconds(job.duration),
+            estimated_time=service.estimate_seconds(job.total_chunks, job.duration),
             duration=round(job.duration, 3),
             total_chunks=job.total_chunks,
         )

@@ -24,7 +24,7 @@ from .admission import QueueFull, QueuedAudio
 from .records import TERMINAL, ChunkRecord, JobOptions, JobRecord, new_job_id
 from .store import JobStore, StoreFull
 from .transcript import Transcript, diarize_transcript, stitch
-from .worker import SpeedMeter
+from .worker import SpeedMeter, chunk_factor
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class JobService:
                                                                    first)
                 log.info("detected language %s (p=%.2f) for %s", language, probability, filename)
             job = JobRecord(id=new_job_id(), model=self.model_name, options=options, duration=duration,
-                            filename=filename, language=language or "en")
+                            filename=filename, language=language or "en", total_chunks=len(plan))
             chunks = [ChunkRecord(job.id, c.index, c.start, c.end) for c in plan]
             pcm = [audio.to_pcm16(samples[c.start : c.end]) for c in plan]
             del samples
@@ -182,33 +182,42 @@ class JobService:
                                                                     [list(w) for w in word_speakers])
         return t
 
-    def estimate_seconds(self, audio_seconds: float) -> float:
-        """Wall seconds for this much audio at the node's calibrated speed (see SpeedMeter)."""
-        if audio_seconds <= 0:
+    def estimate_seconds(self, chunks: int, audio_seconds: float) -> float:
+        """Wall seconds for `chunks` chunks (`audio_seconds` of audio) at the node's calibrated
+        window cost (see SpeedMeter: overhead + rounds of one window per model worker)."""
+        if chunks <= 0:
             return 0.0
-        return max(0.1, round(audio_seconds / self.speed.rate(), 1))
+        return max(0.1, round(self.speed.estimate(chunks, audio_seconds), 1))
 
     def job_eta(self, job: JobRecord, chunks: list[ChunkRecord], now: float | None = None) -> float:
-        """Seconds until an active job ends: the calibrated speed until its first chunks are
-        done, then the speed this job itself shows, minus the time spent since."""
+        """Seconds until an active job ends: the calibrated window cost until its first chunks
+        are done, then blended with the cost per round this job itself shows, minus the time
+        spent since."""
         now = time.time() if now is None else now
-        done = sum(c.duration for c in chunks if c.status == "done")
-        remaining = sum(c.duration for c in chunks if c.status != "done")
-        if remaining <= 0:
+        speed = self.speed
+        done = [c for c in chunks if c.status == "done"]
+        left = len(chunks) - len(done)
+        left_audio = sum(c.duration for c in chunks if c.status != "done")
+        if left <= 0:
             return 0.1
         if job.started_at is None:
-            return max(0.1, self.estimate_seconds(remaining))
+            return self.estimate_seconds(left, left_audio)
         elapsed = max(0.0, now - job.started_at)
-        if done > 0:
-            # The job's own speed so far (audio done per second since it started), weighted
-            # with the calibrated one by how much of the job it has seen.
-            seen = done / (done + remaining)
-            rate = (done / max(elapsed, 1e-3)) ** seen * self.speed.rate() ** (1 - seen)
-            last_done = max((c.finished_at or 0.0) for c in chunks if c.status == "done")
+        cost = speed.window_cost()
+        if done:
+            # The job's own cost per round so far, weighted with the calibrated one by how much
+            # of the job it has seen.
+            last_done = max((c.finished_at or 0.0) for c in done)
+            done_audio = sum(c.duration for c in done)
+            own = max(1e-3, (last_done or now) - job.started_at) / (
+                speed.rounds(len(done)) * chunk_factor(done_audio / len(done)))
+            seen = len(done) / len(chunks)
+            cost = own**seen * cost ** (1 - seen)
             since = max(0.0, now - last_done) if last_done else 0.0
+            estimate = speed.rounds(left) * cost * chunk_factor(left_audio / left)
         else:
-            rate, since = self.speed.rate(), elapsed
-        estimate = remaining / rate
+            since = elapsed
+            estimate = speed.estimate(left, left_audio)
         return round(max(0.1, estimate - since, 0.1 * estimate), 1)
 
     async def status(self, job: JobRecord, *, partial: bool = True) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from pathlib import Path
@@ -31,19 +32,29 @@ log = logging.getLogger(__name__)
 @dataclass
 class SpeedMeter:
     """Recent throughput in audio seconds per wall second, over a sliding window, and the
-    calibrated speed estimates are made from.
+    calibration estimates are made from.
 
-    Calibration, best first: the speed of whole jobs this engine finished (an average kept in
-    the data directory across restarts, per engine/model/device/batch/cores), else the warm-up
-    at start (a silent 30 s window, scaled by WARMUP_SPEECH_FACTOR), else a fixed guess.
+    Estimates count windows, not audio seconds: every chunk is decoded as one 30 s window, and
+    the engine's model workers (`workers`) each take one at a time, so a job of n chunks costs
+    JOB_OVERHEAD + ceil(n / workers) rounds x the cost of one window on one worker. A window's
+    cost still grows with the speech in it (the decoder; a 10.6 s chunk cost ~0.6x a 25 s one),
+    so it is scaled by `chunk_factor` of the chunks' mean length.
+    That window cost (for 25 s of speech), best first: measured on whole jobs this engine finished (a moving average
+    kept in the data directory across restarts, per engine/model/device/batch/cores), else the
+    warm-up at start (a silent 30 s window on each worker at once, scaled by
+    WARMUP_SPEECH_FACTOR), else a fixed guess. `rate()` (audio s per wall s, for Retry-After) is
+    calibrated the same way from whole jobs.
     """
 
     window: float = 60.0
     _events: deque = field(default_factory=deque)  # (finished_at, audio_seconds, busy_seconds)
     total_audio_seconds: float = 0.0
     total_chunks: int = 0
+    workers: int = 1  # chunks the engine decodes at once (model workers)
     warmup_rate: float = 0.0  # audio s per wall s, from the warm-up
+    warmup_window: float = 0.0  # wall s of one speech window on one worker, from the warm-up
     job_rate: float = 0.0  # audio s per wall s of whole jobs (moving average)
+    job_window: float = 0.0  # wall s of one window on one worker, from whole jobs (moving average)
     calibration_file: Path | None = None
     calibration_key: str = ""
 
@@ -73,25 +84,51 @@ class SpeedMeter:
         """Best estimate of this node's speed on a job (audio s per wall s)."""
         return self.job_rate or self.warmup_rate or INITIAL_SPEED_GUESS
 
-    def record_warmup(self, window_seconds: float, wall_seconds: float) -> None:
-        self.warmup_rate = window_seconds / max(wall_seconds * WARMUP_SPEECH_FACTOR, 1e-3)
+    def window_cost(self) -> float:
+        """Best estimate of the wall seconds one speech window takes on one model worker."""
+        return self.job_window or self.warmup_window or INITIAL_WINDOW_GUESS
 
-    def record_job(self, audio_seconds: float, wall_seconds: float) -> None:
-        """A job finished: `audio_seconds` took `wall_seconds` from its first chunk to its last."""
-        if audio_seconds < 5 or wall_seconds <= 0:
-            return  # too short to say much (fixed costs dominate)
-        rate = audio_seconds / wall_seconds
-        self.job_rate = rate if not self.job_rate else 0.7 * self.job_rate + 0.3 * rate
+    def rounds(self, chunks: int) -> int:
+        """Rounds of windows `chunks` chunks take: each worker decodes one at a time."""
+        return math.ceil(chunks / max(1, self.workers)) if chunks > 0 else 0
+
+    def estimate(self, chunks: int, audio_seconds: float) -> float:
+        """Wall seconds for `chunks` chunks holding `audio_seconds` of audio, from when the
+        first is claimed."""
+        if chunks <= 0:
+            return 0.0
+        return JOB_OVERHEAD + self.rounds(chunks) * self.window_cost() * chunk_factor(audio_seconds / chunks)
+
+    def record_warmup(self, windows: int, wall_seconds: float) -> None:
+        """`windows` silent 30 s windows, one per worker at once, took `wall_seconds`."""
+        self.warmup_rate = WARMUP_SECONDS * windows / max(wall_seconds * WARMUP_SPEECH_FACTOR, 1e-3)
+        self.warmup_window = max(wall_seconds * WARMUP_SPEECH_FACTOR, 1e-3)
+
+    def record_job(self, audio_seconds: float, wall_seconds: float, chunks: int = 0) -> None:
+        """A job finished: `audio_seconds` in `chunks` chunks took `wall_seconds` from its first
+        chunk to its last."""
+        if wall_seconds <= 0:
+            return
+        if chunks > 0:
+            rounds = self.rounds(chunks) * chunk_factor(audio_seconds / chunks)
+            window = max(wall_seconds - JOB_OVERHEAD, 0.05 * wall_seconds) / rounds
+            self.job_window = window if not self.job_window else 0.7 * self.job_window + 0.3 * window
+        if audio_seconds >= 5:  # shorter: fixed costs dominate the rate
+            rate = audio_seconds / wall_seconds
+            self.job_rate = rate if not self.job_rate else 0.7 * self.job_rate + 0.3 * rate
         self._save()
 
     def load_calibration(self, path: Path, key: str) -> None:
         self.calibration_file, self.calibration_key = path, key
         try:
-            value = float(json.loads(path.read_text()).get(key, 0.0))
+            data = json.loads(path.read_text())
+            rate, window = float(data.get(key, 0.0)), float(data.get(key + WINDOW_KEY, 0.0))
         except (OSError, ValueError, TypeError, AttributeError):
             return
-        if 0 < value < 1e5:
-            self.job_rate = value
+        if 0 < rate < 1e5:
+            self.job_rate = rate
+        if 0 < window < 1e4:
+            self.job_window = window
 
     def _save(self) -> None:
         if self.calibration_file is None:
@@ -102,7 +139,10 @@ class SpeedMeter:
                 data = data if isinstance(data, dict) else {}
             except (OSError, ValueError):
                 data = {}
-            data[self.calibration_key] = round(self.job_rate, 3)
+            if self.job_rate:
+                data[self.calibration_key] = round(self.job_rate, 3)
+            if self.job_window:
+                data[self.calibration_key + WINDOW_KEY] = round(self.job_window, 3)
             tmp = self.calibration_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(data))
             tmp.replace(self.calibration_file)
@@ -110,12 +150,25 @@ class SpeedMeter:
             log.debug("cannot keep the speed calibration: %s", exc)
 
 
-# Speed assumed before anything was measured (audio s per wall s).
+# Speed assumed before anything was measured (audio s per wall s), and the window cost.
 INITIAL_SPEED_GUESS = 10.0
-# A 21-24 s chunk of speech cost ~3.2x a silent 30 s window (tiny.en int8, beam 5, 2 cores;
-# `bench/speed.py` reports how close the first estimate comes).
-WARMUP_SPEECH_FACTOR = 3.2
+INITIAL_WINDOW_GUESS = 3.0
+# A round of ~25 s speech chunks cost ~1.45x the warm-up's silent 30 s windows with tiny.en and
+# 1.55-1.7x with base (int8, beam 5, 2 one-thread workers on 2 cores; bench/eta.py).
+WARMUP_SPEECH_FACTOR = 1.6
 WARMUP_SECONDS = 30.0
+# Per job, besides its windows: claiming the first chunk, stitching, the status write (decode
+# and VAD, 0.2 s for 11 s to 0.9 s for 354 s of audio here, are done before the estimate is
+# given). ~0.1 s measured (bench/eta.py: time after the 202 minus the windows).
+JOB_OVERHEAD = 0.1
+WINDOW_KEY = "|window"
+
+
+def chunk_factor(chunk_seconds: float) -> float:
+    """A window's cost for a chunk this long, relative to a 25 s one: the encoder's fixed share
+    plus the decoder's, which grows with the speech (fit on tiny.en/base: a 10.6 s chunk
+    cost 0.58-0.67x a 21-25 s one)."""
+    return 0.35 + 0.65 * min(max(chunk_seconds, 0.0), 30.0) / 25.0  # calibration file: the window cost's key is the speed's key + this
 
 
 @dataclass
