@@ -63,8 +63,9 @@ def run_sayit(audio: str, model: str, engine: str, beam: int) -> dict:
     """Start a real node, upload over HTTP, wait for the transcript; sample the node's RSS."""
     with tempfile.TemporaryDirectory() as home:
         node = NodeProcess(Path(home), {"SAYIT_MODEL": model, "SAYIT_ENGINE": engine, "SAYIT_BEAM_SIZE": str(beam),
-                                        "SAYIT_MAX_DURATION_MINUTES": "120",
-                                        "MAX_CONCURRENT_CHUNKS": str(os.cpu_count() or 1)}).start(timeout=600)
+                                        "SAYIT_MAX_DURATION_MINUTES": "120"})
+        node.env.pop("MAX_CONCURRENT_CHUNKS", None)  # the engine's own default, as users run it
+        node.start(timeout=600)
         try:
             with PeakRss(node.proc.pid) as rss, open(audio, "rb") as fh:
                 started = time.perf_counter()
