@@ -4,7 +4,8 @@ Anyone on the LAN who records one signed advert can test guesses of the cluster 
 (one scrypt per guess, see federation/cluster_keys.py), so the secret must be unguessable:
 
 * :func:`generate_secret` -- 7 words drawn with :mod:`secrets` from the EFF large wordlist
-  (7776 words, shipped in the package): 7 x log2(7776) = 90.5 bits.
+  (shipped in the package) less its 4 hyphenated words (yo-yo, t-shirt, ...), so a passphrase
+  splits at its hyphens into exactly its words: 7 x log2(7772) = 90.5 bits.
 * :func:`secret_problem` -- a typed secret is refused below :data:`MIN_BITS` (72) bits as
   estimated by zxcvbn (log2 of its guess count), with one line saying what to do.
 """
@@ -16,7 +17,7 @@ import math
 import secrets
 from importlib import resources
 
-__all__ = ["MIN_BITS", "WORDS", "estimated_bits", "generate_secret", "secret_problem"]
+__all__ = ["MIN_BITS", "WORDS", "estimated_bits", "generate_secret", "passphrase_words", "secret_problem"]
 
 MIN_BITS = 72.0
 WORDS = 7
@@ -30,11 +31,17 @@ def wordlist() -> tuple[str, ...]:
     return words
 
 
+@functools.cache
+def passphrase_words() -> tuple[str, ...]:
+    """The words a passphrase is drawn from: the list's words without a hyphen of their own."""
+    return tuple(w for w in wordlist() if "-" not in w)
+
+
 def generate_secret(words: int = WORDS) -> str:
     """A new passphrase such as ``violin-ranger-crisply-outdoors-geology-unpaved-sixtieth``."""
     if words < WORDS:
         raise ValueError(f"use at least {WORDS} words")
-    pool = wordlist()
+    pool = passphrase_words()
     return "-".join(secrets.choice(pool) for _ in range(words))
 
 
