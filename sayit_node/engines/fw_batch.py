@@ -145,30 +145,3 @@ def generate_round(model, samples_list: list[np.ndarray], *, language: str | Non
         out.append((segments, resume))
     return out
 
-
-def generate_batch(model, samples_list: list[np.ndarray], *, language: str | None, task: str, beam_size: int,
-                   prompt: str | None, sample_rate: int = 16000) -> list[list[dict] | None]:
-    """Batched encode + generate over chunks (each <= 30 s), in rounds: a chunk whose window
-    ended inside an open segment goes on from there in the next round, batched with the others
-    that did. Per chunk: segment dicts relative to the chunk, [] for silence, or None when the
-    chunk needs faster-whisper's temperature fallback. (The engine runs rounds itself, so a
-    resumed piece joins whatever batch comes next; this is the same thing for one batch.)"""
-    out: list[list[dict] | None] = [[] for _ in samples_list]
-    pending = [(i, 0.0, s) for i, s in enumerate(samples_list)]
-    for _ in range(MAX_ROUNDS):
-        if not pending:
-            break
-        results = generate_round(model, [s for _, _, s in pending], language=language, task=task,
-                                 beam_size=beam_size, prompt=prompt, sample_rate=sample_rate)
-        following = []
-        for (i, offset, samples), result in zip(pending, results):
-            if result == FAILED:
-                out[i] = None
-                continue
-            segments, resume = result
-            for seg in segments:
-                out[i].append({**seg, "start": offset + seg["start"], "end": offset + seg["end"]})
-            if resume is not None:
-                following.append((i, offset + resume, samples[int(resume * sample_rate):]))
-        pending = following
-    return out
