@@ -79,6 +79,7 @@ def test_an_open_window_goes_on_in_a_later_round_from_where_it_stopped(engine, c
     the window untranscribed): the first window of each chunk keeps only its first segment and
     asks to resume at its end. The rest must come from a later round on the remaining audio,
     with timestamps shifted back into the chunk, and the whole text still right."""
+    monkeypatch.setattr(fw_batch, "CONTEXT_MARGIN", 30.0)  # full windows: these clips give two segments
     real = fw_batch.split_by_timestamps
     forced: dict[float, float] = {}  # piece duration -> where it was told to resume
 

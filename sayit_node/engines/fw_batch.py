@@ -21,6 +21,12 @@ NO_SPEECH_THRESHOLD = 0.6
 MAX_INITIAL_TIMESTAMP = 1.0  # seconds
 MIN_RESUME = 0.6  # seconds of audio left after an open segment worth another window
 MAX_ROUNDS = 4
+# The encoder sees the longest piece of a batch plus this much padding, not always 30 s:
+# CTranslate2 encodes any number of frames, and the encoder's cost grows with them (a 10.6 s
+# piece: 0.43 s instead of 1.8 s with `base` on one core). With 1 s of padding the model was
+# seen to loop at the end of a window; 5 s gave the full window's WER on the varied corpus.
+CONTEXT_MARGIN = 5.0
+FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
 
 
 def tokenizer_for(model, language: str | None, task: str):
@@ -29,10 +35,17 @@ def tokenizer_for(model, language: str | None, task: str):
     return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=task, language=language or "en")
 
 
-def features_for(model, samples: np.ndarray) -> np.ndarray:
+def context_frames(samples_list: list[np.ndarray], sample_rate: int = 16000) -> int:
+    """Mel frames the encoder sees for this batch: its longest piece + CONTEXT_MARGIN, even
+    (the encoder's convolution halves them), at most the full 30 s window."""
+    longest = max(len(s) for s in samples_list) / sample_rate
+    return min(FULL_WINDOW_FRAMES, 2 * int(np.ceil((longest + CONTEXT_MARGIN) * 50)))
+
+
+def features_for(model, samples: np.ndarray, frames: int = FULL_WINDOW_FRAMES) -> np.ndarray:
     from faster_whisper.audio import pad_or_trim
 
-    return pad_or_trim(model.feature_extractor(samples)[..., :-1])
+    return pad_or_trim(model.feature_extractor(samples)[..., :-1], frames)
 
 
 def split_by_timestamps(tokens: list[int], timestamp_begin: int, precision: float,
@@ -87,7 +100,8 @@ def compression_ratio(text: str) -> float:
 def _generate(model, samples_list, tokenizer, *, beam_size: int, prompt: str | None):
     from faster_whisper.transcribe import get_suppressed_tokens
 
-    features = np.stack([features_for(model, s) for s in samples_list])
+    frames = context_frames(samples_list)
+    features = np.stack([features_for(model, s, frames) for s in samples_list])
     encoder_output = model.encode(features)
     previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
     base_prompt = model.get_prompt(tokenizer, previous, without_timestamps=False)
