@@ -25,7 +25,7 @@ MAX_CHUNK_SECONDS = 30.0
 MAX_SPEECH_SPAN_SECONDS = 29.0
 # A last chunk with less speech than this is merged into the previous one (a 2.6 s tail
 # chunk was seen to make Whisper invent text), as long as the result stays this short:
-MIN_TAIL_SECONDS = 6.0
+MIN_TAIL_SECONDS = 4.0
 MAX_MERGED_SECONDS = 40.0
 
 
@@ -150,12 +150,20 @@ def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
     return [(r["start"], r["end"]) for r in get_speech_timestamps(samples, options)]
 
 
-def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = None) -> list[Chunk]:
+def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = None, *,
+                parts: int = 1) -> list[Chunk]:
     """Group speech regions into chunks of at most ~30 s, cutting only in silence.
 
     Each chunk spans from a cut point to the next; cut points are the middle of the silence
     between two speech regions. Leading and trailing silence outside all speech is dropped.
     Every speech region lies wholly inside exactly one chunk. Deterministic.
+
+    `parts` (the engine's model workers): the chunk count is rounded up to a multiple of it
+    where the pauses allow and every chunk keeps MIN_TAIL_SECONDS of speech, so each worker
+    gets an even share (an 11 s recording: two chunks on two workers, not one on one; three
+    chunks on two workers: four shorter ones, not a tail worker doing one while the other does
+    two). Shorter chunks cost little more since the encoder sees only a chunk's length plus a
+    margin, not 30 s (engines/fw_batch.py).
     """
     if regions is None:
         regions = speech_regions(samples)
@@ -163,11 +171,14 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
         return []
     max_len = int(MAX_SPEECH_SPAN_SECONDS * SAMPLE_RATE)
     groups = _group(regions, max_len)
-    if len(groups) > 1:
-        # As few chunks as greedy packing needs, but balanced: the smallest span limit that
-        # still gives that many groups (binary search), so no chunk is a short tail and
-        # chunks decoded together in one batch are of similar length.
-        count = len(groups)
+    count = len(groups)
+    if parts > 1 and len(regions) > 1:
+        speech = sum(e - s for s, e in regions)
+        count = max(count, min(-(-count // parts) * parts, int(speech // (MIN_TAIL_SECONDS * SAMPLE_RATE))))
+    if count > 1:
+        # As few chunks as that count, but balanced: the smallest span limit that still
+        # gives that many groups (binary search), so no chunk is a short tail and chunks
+        # decoded together in one batch are of similar length.
         lo = min(max_len, max(max(e - s for s, e in regions), (regions[-1][1] - regions[0][0]) // count))
         hi = max_len
         while lo < hi:
@@ -177,6 +188,10 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
             else:
                 lo = mid + 1
         groups = _group(regions, lo)
+        # A span limit may jump past the count (five 14 s regions: 5 groups, then 3); split
+        # the widest groups in two until there are that many, each half keeping speech.
+        while len(groups) < count and _split_widest(groups):
+            pass
     # Merge a short tail into its neighbour.
     if len(groups) > 1:
         tail_speech = sum(e - s for s, e in groups[-1])
@@ -198,6 +213,23 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
             start, end = max(start, group[0][0]), min(end, group[-1][1])
         chunks.append(Chunk(index=i, start=start, end=end))
     return chunks
+
+
+def _split_widest(groups: list[list[tuple[int, int]]]) -> bool:
+    """Split the widest group that can be split at the region boundary nearest its middle,
+    both halves with MIN_TAIL_SECONDS of speech or more. False when none can."""
+    def speech(group):
+        return sum(e - s for s, e in group)
+
+    for i in sorted(range(len(groups)), key=lambda i: groups[i][0][0] - groups[i][-1][1]):
+        group = groups[i]
+        middle = (group[0][0] + group[-1][1]) / 2
+        for cut in sorted(range(1, len(group)), key=lambda k: abs(group[k][0] - middle)):
+            left, right = group[:cut], group[cut:]
+            if min(speech(left), speech(right)) >= MIN_TAIL_SECONDS * SAMPLE_RATE:
+                groups[i : i + 1] = [left, right]
+                return True
+    return False
 
 
 def _group(regions: list[tuple[int, int]], limit: int) -> list[list[tuple[int, int]]]:

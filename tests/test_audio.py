@@ -414,6 +414,49 @@ def test_plan_no_regions():
     assert audio.plan_chunks(np.zeros(5 * SR, np.float32), []) == []
 
 
+# (id, regions in seconds, recording length, parts, expected chunks in seconds)
+PARTS = [
+    # One 10.5 s utterance: one chunk for one worker, two halves for two.
+    ("short-recording-split-for-two", [(0, 4.5), (5, 10.5)], 11, 2, [(0, 4.75), (4.75, 10.5)]),
+    ("short-recording-whole-for-one", [(0, 4.5), (5, 10.5)], 11, 1, [(0, 10.5)]),
+    # Under 2 x MIN_TAIL_SECONDS of speech: not split, each chunk would be too short.
+    ("too-little-speech-to-split", [(0, 3), (3.5, 7)], 8, 2, [(0, 7)]),
+    # Three chunks' worth on two workers: four, so neither worker does two while the other does one.
+    ("three-become-four", [(0, 14), (15, 28), (29, 42), (43, 56), (57, 70)], 71, 2,
+     [(0, 14.5), (14.5, 28.5), (28.5, 42.5), (42.5, 70)]),
+    # A count that is already a multiple of the workers stays as it is.
+    ("two-stay-two", [(0, 14), (15, 28), (29, 42), (43, 56)], 57, 2, [(0, 28.5), (28.5, 56)]),
+]
+
+
+@pytest.mark.parametrize("regions,length,parts,expected", [p[1:] for p in PARTS], ids=[p[0] for p in PARTS])
+def test_plan_shares_chunks_evenly_over_workers(regions, length, parts, expected):
+    samples = np.zeros(length * SR, np.float32)
+    regions = sec(*regions)
+    chunks = audio.plan_chunks(samples, regions, parts=parts)
+    assert [(c.start, c.end) for c in chunks] == sec(*expected)
+    check_plan(chunks, regions, samples.size)
+
+
+def test_plan_parts_random_regions_properties():
+    """With any worker count: the plan keeps every promise, never has fewer chunks than for one
+    worker, and has a multiple of the workers unless a chunk would get too little speech."""
+    rng = np.random.default_rng(12)
+    for _ in range(300):
+        regions, t = [], float(rng.uniform(0, 3))
+        for _ in range(int(rng.integers(1, 25))):
+            t += float(rng.uniform(0.05, 4))
+            length = float(rng.choice([rng.uniform(0.2, 3), rng.uniform(3, 28)]))
+            regions.append((round(t * SR), round((t + length) * SR)))
+            t += length
+        samples = np.zeros(regions[-1][1] + SR, np.float32)
+        parts = int(rng.integers(2, 5))
+        single = audio.plan_chunks(samples, regions)
+        chunks = audio.plan_chunks(samples, regions, parts=parts)
+        check_plan(chunks, regions, samples.size)
+        assert len(chunks) >= len(single)
+
+
 # --- chunk plan: real espeak-ng speech -------------------------------------------------------
 
 MARKER = 0.4 * np.sin(2 * np.pi * np.cumsum(np.linspace(1000, 4000, 640)) / SR).astype(np.float32)  # 40 ms chirp

@@ -110,7 +110,8 @@ class JobService:
         if held is None:
             held = await self.queued.reserve(self.store, client, duration)
         try:
-            plan = await asyncio.to_thread(audio.plan_chunks, samples)
+            plan = await asyncio.to_thread(audio.plan_chunks, samples,
+                                           parts=getattr(self.engine, "parallel_chunks", 1))
             language = options.language
             if language is None and plan:
                 first = samples[plan[0].start : plan[0].end]
