@@ -47,6 +47,26 @@ def _model_dir(model: str, cache: Path) -> str:
     return str(resolve_model(model, cache))
 
 
+def _count(_: int) -> float:
+    started = time.perf_counter()
+    x = 0
+    for i in range(10_000_000):
+        x += i
+    return time.perf_counter() - started
+
+
+def parallel_scaling() -> float:
+    """How much two cores give over one on this machine: the throughput of two processes
+    counting at once over one alone (2.0 on two real cores; KVM vCPUs that share a core
+    give less, and then every parallel scheme, SayIt's two workers included, gains less)."""
+    from multiprocessing import Pool
+
+    alone = _count(0)
+    with Pool(2) as pool:
+        together = pool.map(_count, [0, 1])
+    return round(2 * alone / max(together), 2)
+
+
 def serve_baselines(model: str, beam: int, cache: Path) -> None:
     """Child process: keep one model loaded, run baselines on request (JSON lines in/out)."""
     from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -155,6 +175,8 @@ def main() -> None:
     print(f"corpus: {len(files)} files, {total_audio:.1f} s; model {args.model}, int8, beam {args.beam}, "
           f"{os.cpu_count()} cores; median of {args.reps} interleaved reps", flush=True)
 
+    scaling = parallel_scaling()
+    print(f"two processes at once run {scaling:.2f}x the work of one (2.0 on two real cores)", flush=True)
     runners: dict[str, object] = {"sayit": Node(args.model, args.beam, args.cache, {})}
     for spec in args.variant:
         name, _, env = spec.partition(":")
@@ -216,7 +238,7 @@ def main() -> None:
     rows.append(total)
 
     print(f"\n### {args.model}, int8, beam {args.beam} — median of {args.reps} interleaved runs "
-          f"({os.cpu_count()} shared cores)\n")
+          f"({os.cpu_count()} shared cores, two-process scaling {scaling:.2f}x)\n")
     print(render(rows, kinds))
     print("\nFirst ETA vs real time (async job on the warm node, after the rounds above):\n")
     print("| file | first estimate s | real s | ratio | estimate at half time s (real remaining) |")
@@ -228,7 +250,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"speed-{args.model}.json"
     out.write_text(json.dumps({"model": args.model, "beam": args.beam, "reps": args.reps, "cores": os.cpu_count(),
-                               "kinds": kinds, "rows": rows, "etas": etas, "command": " ".join(sys.argv)}, indent=1))
+                               "parallel_scaling": scaling, "kinds": kinds, "rows": rows, "etas": etas,
+                               "load_average": os.getloadavg(), "command": " ".join(sys.argv)}, indent=1))
     print(f"\n(results in {out.relative_to(ROOT)})")
 
 
