@@ -610,3 +610,34 @@ def test_pcm16_round_trip():
     np.testing.assert_array_equal(clipped, [1.0, -1.0])
     assert audio.to_pcm16(np.array([1.0], np.float32)) == (32767).to_bytes(2, "little", signed=True)
     assert audio.to_pcm16(np.zeros(0, np.float32)) == b""
+
+
+# --- language detection sees more than the first (maybe short) chunk -------------------------
+
+async def test_language_is_detected_on_30_s_from_the_first_speech_not_one_chunk(tmp_path):
+    """A two-worker engine gets an 11 s recording as two chunks; language detection still
+    hears all of it (up to 30 s from the first speech), not only the first ~5 s chunk."""
+    from sayit_node.engines.simulated import SimulatedEngine
+    from sayit_node.jobs.records import JobOptions
+    from sayit_node.jobs.service import JobService
+    from sayit_node.jobs.sqlite_store import SqliteJobStore
+    from sayit_node.jobs.worker import SpeedMeter
+
+    class TwoWorkers(SimulatedEngine):
+        parallel_chunks = 2
+        heard: list[int] = []
+
+        def detect_language(self, samples):
+            self.heard.append(len(samples))
+            return "ko", 0.9
+
+    wav = speak(". ".join(PARAGRAPHS[0].split(". ")[:3]) + ".", tmp_path / "two.wav")  # ~12 s
+    engine = TwoWorkers("base", 0.0)
+    service = JobService(SqliteJobStore(tmp_path / "db" / "sayit.db"), engine, max_duration=600, data_dir=tmp_path,
+                         min_free_bytes=0, default_language=None, beam_size=5, speed=SpeedMeter())
+    job = await service.submit(str(wav), filename="two.wav", options=JobOptions())
+    chunks = await service.store.chunks(job.id)
+    assert len(chunks) == 2 and job.language == "ko"
+    recording = audio.decode(str(wav)).size
+    assert engine.heard == [min(recording - chunks[0].start, 30 * SR)]
+    assert engine.heard[0] >= chunks[-1].end - chunks[0].start > chunks[0].end - chunks[0].start

@@ -114,7 +114,8 @@ class JobService:
                                            parts=getattr(self.engine, "parallel_chunks", 1))
             language = options.language
             if language is None and plan:
-                first = samples[plan[0].start : plan[0].end]
+                # Up to 30 s from the first speech, across chunk cuts (a chunk may be 5 s).
+                first = samples[plan[0].start : plan[0].start + 30 * SAMPLE_RATE]
                 loop = asyncio.get_running_loop()
                 language, probability = await loop.run_in_executor(self.engine_executor, self.engine.detect_language,
                                                                    first)
