@@ -25,4 +25,6 @@ def test_mlx_node_matches_greedy_faster_whisper(node_factory, short_speech):
         results[engine] = wer(reference, result.text)
         node.stop()
     print(f"WER: mlx {results['mlx']:.1f}%, faster-whisper greedy {results['faster-whisper']:.1f}%")
-    assert results["mlx"] <= results["faster-whisper"] + 2
+    # ~48 words: one word is 2.1 points. Within two words of faster-whisper (which now runs this
+    # clip as two chunks on its two workers, and may get a word the single MLX chunk misses).
+    assert results["mlx"] < 15 and results["mlx"] <= results["faster-whisper"] + 4.5
