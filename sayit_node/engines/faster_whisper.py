@@ -4,8 +4,9 @@ Two ways to run chunks, chosen by `batch_size`:
 - batch_size > 1 (the default): the node keeps `batch_size` chunks in flight; `workers` model
   workers share them, each idle worker taking its even share of the waiting chunks as one
   CTranslate2 batch with timestamp tokens (see fw_batch.py). A window that stops inside an
-  open segment goes back to the front of the queue from there (it joins the next batch); a
-  chunk that fails faster-whisper's quality checks is rerun alone with the temperature fallback.
+  open segment goes on from there at once, in a round of the remainders alone (so the encoder
+  sees their few seconds, not a full chunk's 30 s); a chunk that fails faster-whisper's quality
+  checks is rerun alone with the temperature fallback.
 - batch_size == 1: one `WhisperModel.transcribe` call per chunk, `workers` of them in parallel.
 Word timestamps and explicit temperatures always take the single-chunk path.
 """
@@ -217,12 +218,17 @@ class FasterWhisperEngine:
                 self._run_group(items, language, task, beam_size, prompt)
 
     def _run_group(self, items: list[_Work], language, task, beam_size, prompt) -> None:
-        """One round for these pieces. A piece whose window ended inside an open segment goes
-        back to the front of the queue from there (so it joins the next batch, not a round of
-        its own); the chunk's answer is given when its last piece is done."""
-        live = [w for w in items if w.rounds or w.future.set_running_or_notify_cancel()]
-        if not live:
-            return
+        """Rounds for these pieces until every chunk has its answer. A piece whose window ended
+        inside an open segment goes on from there in the next round, with the other remainders
+        of this round and nothing else: the encoder sees the longest piece of a round plus a
+        margin, so a few seconds of remainder batched with fresh ~25 s chunks would cost a full
+        window (base, 6-minute file: 5 of 14 chunks resumed; 11% less work this way)."""
+        live = [w for w in items if w.future.set_running_or_notify_cancel()]
+        while live:
+            live = self._round(live, language, task, beam_size, prompt)
+
+    def _round(self, live: list[_Work], language, task, beam_size, prompt) -> list[_Work]:
+        """One batched encode + generate; returns the pieces to go on with."""
         try:
             with self._on_cores():
                 results = fw_batch.generate_round(self._model, [w.piece() for w in live], language=language,
@@ -230,7 +236,7 @@ class FasterWhisperEngine:
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting chunk
             for w in live:
                 w.future.set_exception(exc)
-            return
+            return []
         again = []
         for w, result in zip(live, results):
             try:
@@ -252,10 +258,7 @@ class FasterWhisperEngine:
                     w.future.set_result(w.segments)
             except BaseException as exc:  # noqa: BLE001
                 w.future.set_exception(exc)
-        if again:
-            with self._cv:
-                self._pending.extendleft(reversed(again))
-                self._cv.notify_all()
+        return again
 
     def close(self) -> None:
         self._stop.set()
