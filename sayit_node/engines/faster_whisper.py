@@ -86,7 +86,7 @@ class FasterWhisperEngine:
             num_workers=self.parallel_chunks,
         )
         self._languages = list(self._model.supported_languages)
-        self._pending: deque = deque()  # (samples, options, future), oldest first
+        self._pending: deque = deque()  # fresh chunks (_Work), oldest first
         self._cv = threading.Condition()
         self._idle = 0  # batch workers waiting for chunks
         self._stop = threading.Event()
