@@ -385,6 +385,7 @@ class Node:
     def _job_ended(self, job: JobRecord) -> None:
         if self.service is not None:
             self.service.queued.release(job.id)
+            self.service.job_ended(job.id)
         if job.status == "completed" and job.started_at and job.finished_at:
             self.speed.record_job(job.duration, job.finished_at - job.started_at, job.total_chunks)
         self.metrics.jobs.labels(job.status).inc()

@@ -108,3 +108,56 @@ async def test_retention_deletes_only_old_finished_jobs(store):
 async def test_empty_plan_completes_at_once(store):
     job = await _job(store, "silence", 0)
     assert (await store.get_job(job.id)).status == "completed"
+
+
+# --- waiting on a job: woken when this node ends it, polling for the rest ----------------------
+
+async def test_a_waiting_request_wakes_when_a_chunk_on_this_node_ends_the_job(store, tmp_path):
+    """A synchronous request waits on its job. The chunk worker that finishes the job wakes it
+    at once (as the node wires on_job_end to JobService.job_ended); with a 60 s poll, only the
+    wake can end this wait within 10 s."""
+    import asyncio
+
+    from sayit_node.engines.simulated import SimulatedEngine
+    from sayit_node.jobs.service import JobService
+    from sayit_node.jobs.worker import ChunkWorker, SpeedMeter
+
+    engine = SimulatedEngine("tiny.en", 0.0)
+    service = JobService(store, engine, max_duration=600, data_dir=tmp_path, min_free_bytes=0,
+                         default_language="en", beam_size=5, speed=SpeedMeter())
+    worker = ChunkWorker(store, engine, "w", on_job_end=lambda job: service.job_ended(job.id))
+    job = await _job(store, "j", 2)
+    waiting = asyncio.create_task(service.wait(job.id, poll=60))
+    watched = []
+
+    async def watch():
+        async for record in service.watch(job.id, poll=60):
+            watched.append(record.status)
+
+    watching = asyncio.create_task(watch())
+    await asyncio.sleep(0.1)  # both have read the job as queued and sleep on their poll
+    assert not waiting.done() and watched == ["queued"]
+    while (claim := await store.claim_next_chunk("w", ["tiny.en"])) is not None:
+        await worker.run_chunk(*claim)
+    finished = await asyncio.wait_for(waiting, 10)
+    await asyncio.wait_for(watching, 10)
+    assert finished.status == "completed" and watched[-1] == "completed"
+    assert service._waiters == {}  # nothing kept for a job nobody waits on
+
+
+async def test_a_job_ended_elsewhere_is_still_seen_by_polling(store, tmp_path):
+    """Another node (or a cancel) ends the job: no wake here, the poll still sees it."""
+    import asyncio
+
+    from sayit_node.engines.simulated import SimulatedEngine
+    from sayit_node.jobs.service import JobService
+    from sayit_node.jobs.worker import SpeedMeter
+
+    service = JobService(store, SimulatedEngine("tiny.en", 0.0), max_duration=600, data_dir=tmp_path,
+                         min_free_bytes=0, default_language="en", beam_size=5, speed=SpeedMeter())
+    job = await _job(store, "j", 1)
+    waiting = asyncio.create_task(service.wait(job.id, poll=0.05))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    await store.cancel_job(job.id)
+    assert (await asyncio.wait_for(waiting, 10)).status == "cancelled"
