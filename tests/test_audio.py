@@ -593,6 +593,52 @@ def test_speech_without_pause_is_split(tmp_path):
     assert all(c.duration_seconds <= MAX_CHUNK_SECONDS for c in chunks)
 
 
+def _near(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.1) -> bool:
+    return abs(a[0] - b[0]) <= tolerance * SR and abs(a[1] - b[1]) <= tolerance * SR
+
+
+def test_vad_on_parts_at_once_finds_the_same_speech(meeting):
+    """Long audio: the VAD runs on pieces cut at quiet points, on threads at once. It finds the
+    speech one pass finds: each region's edges within 0.1 s, or two regions that met at a cut
+    made one; nothing invented, and the plan keeps every promise."""
+    samples, _ = meeting
+    one = audio.speech_regions(samples, parts=1)
+    assert samples.size > 100 * SR and len(one) >= 6
+    for parts in (2, 3, 4):
+        split = audio.speech_regions(samples, parts=parts)
+        cuts = audio._quiet_cuts(samples, parts)
+        assert len(cuts) == parts - 1 and all(c % 512 == 0 for c in cuts)
+        for region in one:  # every region found in one pass is found (maybe joined with its neighbour)
+            assert any(s <= region[0] + 0.1 * SR and region[1] - 0.1 * SR <= e for s, e in split), region
+        for region in split:  # and nothing else: each edge is an edge of the one-pass result
+            assert any(abs(region[0] - s) <= 0.1 * SR for s, _ in one), region
+            assert any(abs(region[1] - e) <= 0.1 * SR for _, e in one), region
+        assert sum(e - s for s, e in split) == pytest.approx(sum(e - s for s, e in one), rel=0.03)
+        assert sum(any(_near(r, x) for x in one) for r in split) >= len(split) - (parts - 1)
+        check_plan(audio.plan_chunks(samples, split, parts=2), split, samples.size)
+
+
+def test_vad_parts_rejoin_speech_cut_in_the_middle(tmp_path):
+    """Run-on speech has no pause to cut at. 20 s of it on two parts: the region the piece
+    boundary cut is one region again, as in one pass. 38 s of it: joined it would pass the
+    VAD's length limit, so it stays cut at the quietest point, as one pass cuts it somewhere."""
+    text = re.sub(r"[^A-Za-z ]+", " ", " ".join(PARAGRAPHS[:3]))
+    run_on = audio.decode(str(speak(text, tmp_path / "run_on.wav", speed=175)))
+    limit = (audio.MAX_SPEECH_SPAN_SECONDS - 1.0) * SR
+    short = np.concatenate([run_on[: 20 * SR], np.zeros(SR, np.float32)])
+    one = audio.speech_regions(short, parts=1)
+    (cut,) = audio._quiet_cuts(short, 2)
+    assert len(one) == 1 and one[0][0] < cut - 5 * SR and cut + 5 * SR < one[0][1]  # cut inside speech
+    joined = audio.speech_regions(short, parts=2)
+    assert len(joined) == 1 and _near(joined[0], one[0])
+    for samples in (short, run_on):
+        split = audio.speech_regions(samples, parts=2)
+        assert all(e - s <= limit for s, e in split)
+        assert sum(e - s for s, e in split) == pytest.approx(sum(e - s for s, e in audio.speech_regions(samples, parts=1)),
+                                                             rel=0.05)
+        check_plan(audio.plan_chunks(samples, split), split, samples.size)
+
+
 # --- pcm16 -----------------------------------------------------------------------------------
 
 def test_pcm16_round_trip():
