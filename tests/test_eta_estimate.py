@@ -73,3 +73,23 @@ def test_eta_refined_from_finished_chunks():
     eta = service.job_eta(job, chunks, now=104.0)
     assert 1.6 < eta < 4.0
     assert service.job_eta(job, chunks, now=105.0) == pytest.approx(eta - 1.0, abs=0.06)
+
+
+def test_a_long_job_after_short_ones_is_not_estimated_below_the_audio_rate_of_whole_jobs():
+    """Short jobs (one batched round each) calibrate a low window cost; a 6-minute job also waits
+    for resumed windows and the worker with the last batch. Its first estimate is at least its
+    audio at the rate whole jobs ran (bench/speed.py measured 0.52-0.71x by windows alone);
+    short jobs keep their window estimate, which counts their fixed costs."""
+    speed = SpeedMeter(workers=2)
+    speed.record_warmup(2, 1.0)
+    for _ in range(5):  # as measured with tiny.en on 2 cores: a 2-chunk file, a 4-chunk one, JFK
+        speed.record_job(52.4, 1.75, 2)
+        speed.record_job(67.7, 1.6, 4)
+        speed.record_job(11.0, 0.48, 2)
+    by_windows = JOB_OVERHEAD + 7 * speed.window_cost() * chunk_factor(353.6 / 14)
+    long_job = speed.estimate(14, 353.6)
+    assert long_job == pytest.approx(353.6 / speed.rate()) and long_job > 1.3 * by_windows
+    assert 8.0 < long_job < 14.0  # it took 9.1-11.2 s
+    short_job = speed.estimate(2, 11.0)
+    assert short_job > 11.0 / speed.rate() and short_job == pytest.approx(
+        JOB_OVERHEAD + speed.window_cost() * chunk_factor(5.5))

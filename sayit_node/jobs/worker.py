@@ -34,16 +34,17 @@ class SpeedMeter:
     """Recent throughput in audio seconds per wall second, over a sliding window, and the
     calibration estimates are made from.
 
-    Estimates count windows, not audio seconds: every chunk is decoded as one 30 s window, and
-    the engine's model workers (`workers`) each take one at a time, so a job of n chunks costs
-    JOB_OVERHEAD + ceil(n / workers) rounds x the cost of one window on one worker. A window's
-    cost still grows with the speech in it (the decoder; a 10.6 s chunk cost ~0.6x a 25 s one),
-    so it is scaled by `chunk_factor` of the chunks' mean length.
-    That window cost (for 25 s of speech), best first: measured on whole jobs this engine finished (a moving average
-    kept in the data directory across restarts, per engine/model/device/batch/cores), else the
-    warm-up at start (a silent 30 s window on each worker at once, scaled by
-    WARMUP_SPEECH_FACTOR), else a fixed guess. `rate()` (audio s per wall s, for Retry-After) is
-    calibrated the same way from whole jobs.
+    Estimates count windows, not only audio seconds: every chunk is decoded as one 30 s window,
+    and the engine's model workers (`workers`) each take one at a time, so a job of n chunks
+    costs JOB_OVERHEAD + ceil(n / workers) rounds x the cost of one window on one worker. A
+    window's cost still grows with the speech in it (the decoder; a 10.6 s chunk cost ~0.6x a
+    25 s one), so it is scaled by `chunk_factor` of the chunks' mean length. The estimate is
+    never below the job's audio at `rate()`, which long jobs need (see `estimate`).
+    That window cost (for 25 s of speech), best first: measured on whole jobs this engine
+    finished (a moving average kept in the data directory across restarts, per
+    engine/model/device/batch/cores), else the warm-up at start (a silent 30 s window on each
+    worker at once, scaled by WARMUP_SPEECH_FACTOR), else a fixed guess. `rate()` (audio s per
+    wall s, also for Retry-After) is calibrated the same way from whole jobs.
     """
 
     window: float = 60.0
@@ -97,7 +98,12 @@ class SpeedMeter:
         first is claimed."""
         if chunks <= 0:
             return 0.0
-        return JOB_OVERHEAD + self.rounds(chunks) * self.window_cost() * chunk_factor(audio_seconds / chunks)
+        by_windows = JOB_OVERHEAD + self.rounds(chunks) * self.window_cost() * chunk_factor(audio_seconds / chunks)
+        # Never faster than whole jobs ran here: a long job also waits for its resumed windows
+        # and for the worker with the last batch, which the windows of short jobs (the usual
+        # calibration: one batched round) don't show. First estimate / real for a 6-minute
+        # file after jobs of 0.2-1 min: 0.52-0.71x by windows alone (bench/speed.py).
+        return max(by_windows, audio_seconds / self.rate())
 
     def record_warmup(self, windows: int, wall_seconds: float) -> None:
         """`windows` silent 30 s windows, one per worker at once, took `wall_seconds`."""
