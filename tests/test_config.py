@@ -66,3 +66,22 @@ def test_config_file_problems_are_named(clean_env):
     clean_env.write_text('port = "4000\n')
     with pytest.raises(SettingsError, match=r"^cannot read .*config.toml: "):
         load_settings()
+
+
+def test_chunks_in_flight_standalone_federated_and_set(clean_env, monkeypatch):
+    """A batching engine standalone holds two batches (a long job is split evenly over its
+    workers); in a cluster one batch (the rest of a job is for the other nodes); an explicit
+    MAX_CONCURRENT_CHUNKS wins. (The engine here only states its batch; the policy is the node's.)"""
+    from types import SimpleNamespace
+
+    from sayit_node.node import Node
+
+    batching = SimpleNamespace(slots=8, batch_size=8)
+    single = SimpleNamespace(slots=2, batch_size=1)
+    node = Node(load_settings(), engine=batching)
+    assert node.slots == 16
+    node.registry = object()  # federated: the cluster's Redis is the job store
+    assert node.slots == 8
+    assert Node(load_settings(), engine=single).slots == 2
+    monkeypatch.setenv("MAX_CONCURRENT_CHUNKS", "3")
+    assert Node(load_settings(), engine=batching).slots == 3
