@@ -4,6 +4,7 @@ model workers, and how a window that stops inside an open segment goes on in a l
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,6 +73,31 @@ def test_chunks_arriving_together_are_shared_between_idle_workers(engine, clips,
     for (samples, text), segments in zip(clips, results):
         assert wer(text, " ".join(s.text for s in segments)) < 25
         assert 0 <= segments[0].start and segments[-1].end <= len(samples) / SAMPLE_RATE + 0.01
+
+
+def test_a_burst_of_two_batches_is_split_evenly_between_the_workers(engine, clips, monkeypatch):
+    """A standalone node holds two batches: 14 chunks arriving together go 7 and 7 to the two
+    workers (not 4 to the one that found the first 8 waiting and the rest to the other)."""
+    sizes: list[int] = []
+    lock = threading.Lock()
+
+    def record(model, samples_list, **kw):
+        with lock:
+            sizes.append(len(samples_list))
+        time.sleep(0.5)  # a worker is busy for a while with its batch
+        return [([], None)] * len(samples_list)  # as silence: only how chunks are shared is looked at
+
+    monkeypatch.setattr(fw_batch, "generate_round", record)
+    together = threading.Barrier(14)
+
+    def submit(i: int):
+        together.wait()
+        time.sleep(0.003 * i)  # as a node's claims arrive: one every few milliseconds
+        return engine.transcribe(clips[0][0], OPTIONS)
+
+    with ThreadPoolExecutor(14) as pool:
+        list(pool.map(submit, range(14)))
+    assert sorted(sizes) == [7, 7]
 
 
 def test_an_open_window_goes_on_in_a_later_round_from_where_it_stopped(engine, clips, rounds, monkeypatch):

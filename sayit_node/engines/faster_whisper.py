@@ -188,7 +188,9 @@ class FasterWhisperEngine:
                 if self._stop.is_set():
                     return []
                 deadline = time.monotonic() + GATHER_MAX
-                while len(self._pending) < self.batch_size and not self._stop.is_set():
+                # Until every worker could have a full batch: a standalone node holds two
+                # batches, and splitting a burst before it is all in would be uneven.
+                while len(self._pending) < self.batch_size * self.parallel_chunks and not self._stop.is_set():
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
