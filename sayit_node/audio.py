@@ -141,8 +141,9 @@ class Chunk:
 
 
 # Silero VAD runs on one thread and is most of the wait before a long recording's first chunk
-# starts (0.95 s of 354 s here). Audio longer than this per part is cut at its quietest points
-# into parts (one per core, at most VAD_MAX_PARTS) that run on threads at once: 0.85 -> 0.50 s.
+# starts (0.85 s of the 1.3 s before it for 354 s of audio here). Audio of at least this much
+# per part is cut at its quietest points into parts (one per core, at most VAD_MAX_PARTS) that
+# run on threads at once: 0.85 -> 0.50 s.
 VAD_PART_SECONDS = 30.0
 VAD_MAX_PARTS = 4
 _VAD_WINDOW = 512  # Silero's window (samples): parts are cut on window boundaries
