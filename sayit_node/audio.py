@@ -148,6 +148,7 @@ VAD_PART_SECONDS = 30.0
 VAD_MAX_PARTS = 4
 _VAD_WINDOW = 512  # Silero's window (samples): parts are cut on window boundaries
 _VAD_PAD_MS = 200
+_VAD_MAX_SPEECH_SECONDS = MAX_SPEECH_SPAN_SECONDS - 1.0  # a region is at most this long
 
 
 def speech_regions(samples: np.ndarray, *, parts: int | None = None) -> list[tuple[int, int]]:
@@ -166,7 +167,7 @@ def speech_regions(samples: np.ndarray, *, parts: int | None = None) -> list[tup
     with ThreadPoolExecutor(len(bounds), thread_name_prefix="sayit-vad") as pool:
         found = list(pool.map(lambda b: _vad(samples[b[0] : b[1]]), bounds))
     regions: list[tuple[int, int]] = []
-    limit = (MAX_SPEECH_SPAN_SECONDS - 1.0) * SAMPLE_RATE
+    limit = _VAD_MAX_SPEECH_SECONDS * SAMPLE_RATE
     touch = _VAD_WINDOW + _VAD_PAD_MS * SAMPLE_RATE // 1000  # a region padded up to the cut
     for (start, _), part in zip(bounds, found):
         for i, (s, e) in enumerate(part):
@@ -200,7 +201,7 @@ def _vad(samples: np.ndarray) -> list[tuple[int, int]]:
     options = VadOptions(
         min_silence_duration_ms=250,
         speech_pad_ms=_VAD_PAD_MS,
-        max_speech_duration_s=MAX_SPEECH_SPAN_SECONDS - 1.0,
+        max_speech_duration_s=_VAD_MAX_SPEECH_SECONDS,
     )
     return [(r["start"], r["end"]) for r in get_speech_timestamps(samples, options)]
 

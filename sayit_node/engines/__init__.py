@@ -99,9 +99,10 @@ def load_engine(settings) -> Engine:
     device, compute_type = choose_device(settings.device, settings.compute_type)
     model_dir = resolve_model(settings.model, settings.whisper_cache_dir)
     cores = os.cpu_count() or 1
-    # Batched (the default): batch_size chunks in flight (capped by MAX_CONCURRENT_CHUNKS when
-    # set), shared by SAYIT_BATCH_WORKERS model workers that split the cores between them; each call
-    # takes its share of the waiting chunks. On 2 cores, two 1-thread workers each decoding half
+    # Batched (the default): batches of at most batch_size chunks (capped by MAX_CONCURRENT_CHUNKS
+    # when set; the node holds one batch in flight, two when standalone), shared by
+    # SAYIT_BATCH_WORKERS model workers that split the cores between them; each call takes its
+    # share of the waiting chunks. On 2 cores, two 1-thread workers each decoding half
     # the batch beat one 2-thread call on all of it (bench/speed.py; notes in the README).
     # batch_size 1 (or a cap of 1): MAX_CONCURRENT_CHUNKS single-chunk calls in parallel threads.
     batch = settings.batch_size

@@ -1,8 +1,9 @@
 """faster-whisper (CTranslate2) engine: the default on x86 and Linux.
 
 Two ways to run chunks, chosen by `batch_size`:
-- batch_size > 1 (the default): the node keeps `batch_size` chunks in flight; `workers` model
-  workers share them, each idle worker taking its even share of the waiting chunks as one
+- batch_size > 1 (the default): the node keeps one batch of chunks in flight (two when
+  standalone, see Node.slots); `workers` model workers share them, each idle worker taking its
+  even share of the waiting chunks (at most `batch_size`) as one
   CTranslate2 batch with timestamp tokens (see fw_batch.py). A window that stops inside an
   open segment goes on from there at once, in a round of the remainders alone (so the encoder
   sees their few seconds, not a full chunk's 30 s); a chunk that fails faster-whisper's quality
@@ -70,7 +71,7 @@ class FasterWhisperEngine:
 
         # parallel_chunks = model workers (threads calling CTranslate2 at once), each with
         # cores // workers intra-op threads. Batched: the workers share one queue of chunks and
-        # `batch_size` is how many chunks are in flight in all (each call takes its share).
+        # `batch_size` is the most one call takes (the node holds one or two batches in flight).
         self.parallel_chunks = max(1, parallel_chunks)
         self.batch_size = max(1, batch_size)
         cpu_threads = max(1, cores // self.parallel_chunks)
@@ -103,7 +104,8 @@ class FasterWhisperEngine:
 
     @property
     def slots(self) -> int:
-        """Chunks this engine wants in flight to keep busy."""
+        """Chunks this engine wants in flight to keep busy (a standalone node holds twice this
+        for a batching engine, Node.slots)."""
         if self.batch_size > 1:
             return max(self.batch_size, self.parallel_chunks)
         return self.parallel_chunks
