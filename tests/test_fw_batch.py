@@ -135,3 +135,47 @@ def test_an_open_window_goes_on_in_a_later_round_from_where_it_stopped(engine, c
         assert all(a.start <= b.start for a, b in zip(segments, segments[1:]))
         assert segments[-1].end <= len(samples) / SAMPLE_RATE + 0.01
         assert wer(text, " ".join(s.text for s in segments)) < 25
+
+
+def test_a_resumed_window_that_fails_the_quality_checks_falls_back_on_the_rest_alone(engine, clips, monkeypatch):
+    """A remainder piece whose window fails faster-whisper's quality checks (seen on a 1.2 s
+    remainder of a 13.7 s chunk) is rerun with the temperature fallback on that remainder only,
+    with the chunk's text so far as its prompt: the chunk keeps its first round's segment, and
+    the whole chunk is not decoded again."""
+    monkeypatch.setattr(fw_batch, "CONTEXT_MARGIN", 30.0)  # full windows: these clips give two segments
+    samples, text = clips[0]
+    duration = len(samples) / SAMPLE_RATE
+    real_split, real_round = fw_batch.split_by_timestamps, fw_batch.generate_round
+    first: list = []  # the first round's kept segment (start, end)
+
+    def stop_early(tokens, timestamp_begin, precision, duration_):
+        segments, resume = real_split(tokens, timestamp_begin, precision, duration_)
+        if abs(duration_ - duration) < 0.01 and len(segments) > 1 and resume is None:
+            first.append(segments[0][:2])
+            return segments[:1], segments[0][1]
+        return segments, resume
+
+    def fail_remainders(model, samples_list, **kw):
+        results = real_round(model, samples_list, **kw)
+        return [fw_batch.FAILED if abs(len(s) / SAMPLE_RATE - duration) > 0.01 else r
+                for s, r in zip(samples_list, results)]
+
+    fallbacks: list[tuple[float, str | None]] = []
+    real_one = engine._transcribe_one
+
+    def one(piece, options):
+        fallbacks.append((len(piece) / SAMPLE_RATE, options.prompt))
+        return real_one(piece, options)
+
+    monkeypatch.setattr(fw_batch, "split_by_timestamps", stop_early)
+    monkeypatch.setattr(fw_batch, "generate_round", fail_remainders)
+    monkeypatch.setattr(engine, "_transcribe_one", one)
+    segments = engine.transcribe(samples, OPTIONS)
+    assert first, "the model gave one segment only; the test needs a longer clip"
+    resume = first[0][1]
+    assert len(fallbacks) == 1 and abs(fallbacks[0][0] - (duration - resume)) < 0.05  # the rest, not the chunk
+    assert (segments[0].start, segments[0].end) == pytest.approx(first[0], abs=0.01)
+    assert fallbacks[0][1] == segments[0].text.strip()  # conditioned on what the chunk said before
+    assert len(segments) >= 2 and all(s.start >= resume - 0.01 for s in segments[1:])
+    assert segments[-1].end <= duration + 0.01
+    assert wer(text, " ".join(s.text for s in segments)) < 25
