@@ -256,9 +256,9 @@ class FasterWhisperEngine:
                     # cost 2.3 s on one core, the other idle, at the end of a 17 s job; sampled
                     # without the chunk's text as prompt, a 1.2 s remainder gave "Thanks for
                     # watching!".)
-                    log.debug("%.1f s of a chunk rerun with the temperature fallback",
-                              len(w.samples) / SAMPLE_RATE - w.offset)
-                    rest = self._transcribe_one(w.piece(), replace(w.options, prompt=w.context()))
+                    piece = w.piece()
+                    log.debug("%.1f s of a chunk rerun with the temperature fallback", len(piece) / SAMPLE_RATE)
+                    rest = self._transcribe_one(piece, replace(w.options, prompt=w.context()))
                     w.future.set_result(w.segments + [s.shifted(w.offset) for s in rest])
                     continue
                 segments, resume = result
