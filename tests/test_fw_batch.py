@@ -161,15 +161,15 @@ def test_a_resumed_window_that_fails_the_quality_checks_falls_back_on_the_rest_a
                 for s, r in zip(samples_list, results)]
 
     fallbacks: list[tuple[float, str | None]] = []
-    real_one = engine._transcribe_one
+    real_fallback = fw_batch.fallback_window
 
-    def one(piece, options):
-        fallbacks.append((len(piece) / SAMPLE_RATE, options.prompt))
-        return real_one(piece, options)
+    def fallback(model, piece, **kw):
+        fallbacks.append((len(piece) / SAMPLE_RATE, kw["prompt"]))
+        return real_fallback(model, piece, **kw)
 
     monkeypatch.setattr(fw_batch, "split_by_timestamps", stop_early)
     monkeypatch.setattr(fw_batch, "generate_round", fail_remainders)
-    monkeypatch.setattr(engine, "_transcribe_one", one)
+    monkeypatch.setattr(fw_batch, "fallback_window", fallback)
     segments = engine.transcribe(samples, OPTIONS)
     assert first, "the model gave one segment only; the test needs a longer clip"
     resume = first[0][1]
@@ -179,3 +179,48 @@ def test_a_resumed_window_that_fails_the_quality_checks_falls_back_on_the_rest_a
     assert len(segments) >= 2 and all(s.start >= resume - 0.01 for s in segments[1:])
     assert segments[-1].end <= duration + 0.01
     assert wer(text, " ".join(s.text for s in segments)) < 25
+
+
+def test_the_fallback_encodes_the_piece_once_and_tries_each_temperature_until_a_window_passes(engine, clips, monkeypatch):
+    """fallback_window: one encode of the piece + FALLBACK_MARGIN (not a padded 30 s window),
+    then beam search and sampled decodes at 0.2, 0.4, ... on that encoding. When every
+    temperature fails the checks (here: a log-probability threshold nothing can pass), it keeps
+    the most probable result that is not too repetitive, as faster-whisper's
+    generate_with_fallback does, and the text is still the clip's."""
+    samples, text = clips[0]
+    encodes: list[int] = []
+    temperatures: list[float] = []
+    real_encode, real_decode = fw_batch._encode, fw_batch._decode
+
+    def encode(model, samples_list, margin=None):
+        out = real_encode(model, samples_list, margin)
+        encodes.append(out.shape[1])  # encoder frames (half the mel frames)
+        return out
+
+    def decode(model, encoder_output, count, tokenizer, **kw):
+        temperatures.append(kw["temperature"])
+        return real_decode(model, encoder_output, count, tokenizer, **kw)
+
+    tried: list = []
+    real_of = fw_batch._Window.of
+
+    def window_of(result, tokenizer, temperature):
+        tried.append(real_of(result, tokenizer, temperature))
+        return tried[-1]
+
+    monkeypatch.setattr(fw_batch._Window, "of", staticmethod(window_of))
+    monkeypatch.setattr(fw_batch, "_encode", encode)
+    monkeypatch.setattr(fw_batch, "_decode", decode)
+    monkeypatch.setattr(fw_batch, "LOG_PROB_THRESHOLD", 0.0)
+    model = engine._model
+    segments, resume = fw_batch.fallback_window(model, samples, language="en", task="transcribe", beam_size=5,
+                                                prompt=None)
+    assert encodes == [fw_batch.context_frames([samples], fw_batch.FALLBACK_MARGIN) // 2]
+    assert encodes[0] < fw_batch.FULL_WINDOW_FRAMES // 2
+    assert temperatures == list(fw_batch.FALLBACK_TEMPERATURES)
+    assert segments and {s["temperature"] for s in segments} < set(fw_batch.FALLBACK_TEMPERATURES)
+    assert resume is None or resume < len(samples) / SAMPLE_RATE
+    plain = [w for w in tried if w.compression_ratio <= fw_batch.COMPRESSION_RATIO_THRESHOLD] or tried
+    best = max(plain, key=lambda w: w.avg_logprob)
+    assert segments[0]["avg_logprob"] == best.avg_logprob and segments[0]["temperature"] == best.temperature
+    assert wer(text, " ".join(s["text"] for s in segments)) < 40

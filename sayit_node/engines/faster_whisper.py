@@ -7,7 +7,7 @@ Two ways to run chunks, chosen by `batch_size`:
   CTranslate2 batch with timestamp tokens (see fw_batch.py). A window that stops inside an
   open segment goes on from there at once, in a round of the remainders alone (so the encoder
   sees their few seconds, not a full chunk's 30 s); a window that fails faster-whisper's quality
-  checks is rerun alone with the temperature fallback (a resumed one: the rest of its chunk).
+  checks gets the temperature fallback alone (a resumed one: on the rest of its chunk).
 - batch_size == 1: one `WhisperModel.transcribe` call per chunk, `workers` of them in parallel.
 Word timestamps and explicit temperatures always take the single-chunk path.
 """
@@ -20,7 +20,7 @@ import time
 from collections import deque
 from contextlib import nullcontext
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,8 +30,6 @@ from .base import SAMPLE_RATE, Segment, TranscribeOptions, Word
 
 log = logging.getLogger(__name__)
 
-# faster-whisper's own temperature fallback, used when the client asks for temperature 0.
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # A batch waits this long for more chunks after the first arrives (chunks of one job are
 # claimed within milliseconds of each other), never longer than GATHER_MAX in all.
 GATHER_IDLE = 0.02
@@ -150,7 +148,7 @@ class FasterWhisperEngine:
         return CPU.engine(self.cpu_threads) if self.device == "cpu" else nullcontext()
 
     def _transcribe_one(self, samples: np.ndarray, options: TranscribeOptions) -> list[Segment]:
-        temperature = FALLBACK_TEMPERATURES if options.temperature == 0 else options.temperature
+        temperature = fw_batch.FALLBACK_TEMPERATURES if options.temperature == 0 else options.temperature
         # CTranslate2 runs while the generator is consumed: hold the cores throughout.
         with self._on_cores():
             segments, _info = self._model.transcribe(
@@ -251,19 +249,18 @@ class FasterWhisperEngine:
             try:
                 if result == fw_batch.FAILED:
                     # Failed the quality checks: this window again, alone, with the temperature
-                    # fallback. Only this window: a resumed piece keeps what its earlier rounds
-                    # found, as faster-whisper falls back per window. (Rerunning the whole chunk
-                    # cost 2.3 s on one core, the other idle, at the end of a 17 s job; sampled
-                    # without the chunk's text as prompt, a 1.2 s remainder gave "Thanks for
-                    # watching!".)
-                    piece = w.piece()
-                    log.debug("%.1f s of a chunk rerun with the temperature fallback", len(piece) / SAMPLE_RATE)
-                    rest = self._transcribe_one(piece, replace(w.options, prompt=w.context()))
-                    w.future.set_result(w.segments + [s.shifted(w.offset) for s in rest])
-                    continue
+                    # fallback, prompted with the chunk's text so far. Only this window: a resumed
+                    # piece keeps what its earlier rounds found, as faster-whisper falls back per
+                    # window. (Rerunning the whole chunk cost 2.3 s on one core, the other idle, at
+                    # the end of a 17 s job; sampled without the chunk's text as prompt, a 1.2 s
+                    # remainder gave "Thanks for watching!".)
+                    log.debug("%.1f s of a chunk rerun with the temperature fallback", len(w.piece()) / SAMPLE_RATE)
+                    with self._on_cores():
+                        result = fw_batch.fallback_window(self._model, w.piece(), language=language, task=task,
+                                                          beam_size=beam_size, prompt=w.context())
                 segments, resume = result
                 w.segments += [Segment(start=round(w.offset + s["start"], 3), end=round(w.offset + s["end"], 3),
-                                       text=s["text"], tokens=list(s["tokens"]), temperature=0.0,
+                                       text=s["text"], tokens=list(s["tokens"]), temperature=s["temperature"],
                                        avg_logprob=float(s["avg_logprob"]),
                                        compression_ratio=float(s["compression_ratio"]),
                                        no_speech_prob=float(s["no_speech_prob"])) for s in segments]

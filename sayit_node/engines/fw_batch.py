@@ -4,13 +4,15 @@ faster-whisper's `BatchedInferencePipeline` gets its speed from encoding and dec
 30 s windows as one batch, but by default without timestamp tokens (one segment per window).
 Here the same batched `encode` + `generate` runs WITH timestamps on chunks that were already cut
 in silence (each at most 30 s, so one window each), and each chunk's tokens are split into
-sentence-scale segments. A chunk whose batched result fails faster-whisper's own quality
-checks (compression ratio, average log-probability) is run again on its own through
-`WhisperModel.transcribe`, which has the temperature fallback; a chunk the model calls silence
-gives no segments, as in faster-whisper.
+sentence-scale segments. A window whose batched result fails faster-whisper's own quality
+checks (compression ratio, average log-probability) gets faster-whisper's temperature fallback
+on its own (`fallback_window`); a window the model calls silence gives no segments, as in
+faster-whisper.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +21,8 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 MAX_INITIAL_TIMESTAMP = 1.0  # seconds
+# faster-whisper's temperature fallback: beam search at 0, then sampled, hotter each time.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_RESUME = 0.6  # seconds of audio left after an open segment worth another window
 MAX_ROUNDS = 4
 # The encoder sees the longest piece of a batch plus this much padding, not always 30 s:
@@ -26,6 +30,9 @@ MAX_ROUNDS = 4
 # piece: 0.43 s instead of 1.8 s with `base` on one core). With 1 s of padding the model was
 # seen to loop at the end of a window; 5 s gave the full window's WER on the varied corpus.
 CONTEXT_MARGIN = 5.0
+# A window that failed gets more: a 1.5 s remainder with 5 s of padding looped at temperatures 0
+# and 0.4 ("who needs one who needs one ...") and was right at both with 10 s.
+FALLBACK_MARGIN = 10.0
 FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
 
 
@@ -35,11 +42,12 @@ def tokenizer_for(model, language: str | None, task: str):
     return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=task, language=language or "en")
 
 
-def context_frames(samples_list: list[np.ndarray], sample_rate: int = 16000) -> int:
-    """Mel frames the encoder sees for this batch: its longest piece + CONTEXT_MARGIN, even
-    (the encoder's convolution halves them), at most the full 30 s window."""
+def context_frames(samples_list: list[np.ndarray], margin: float | None = None, sample_rate: int = 16000) -> int:
+    """Mel frames the encoder sees for this batch: its longest piece + `margin` (default
+    CONTEXT_MARGIN), even (the encoder's convolution halves them), at most the full 30 s window."""
     longest = max(len(s) for s in samples_list) / sample_rate
-    return min(FULL_WINDOW_FRAMES, 2 * int(np.ceil((longest + CONTEXT_MARGIN) * 50)))
+    margin = CONTEXT_MARGIN if margin is None else margin
+    return min(FULL_WINDOW_FRAMES, 2 * int(np.ceil((longest + margin) * 50)))
 
 
 def features_for(model, samples: np.ndarray, frames: int = FULL_WINDOW_FRAMES) -> np.ndarray:
@@ -97,19 +105,26 @@ def compression_ratio(text: str) -> float:
     return get_compression_ratio(text)
 
 
-def _generate(model, samples_list, tokenizer, *, beam_size: int, prompt: str | None):
+def _encode(model, samples_list: list[np.ndarray], margin: float | None = None):
+    frames = context_frames(samples_list, margin)
+    return model.encode(np.stack([features_for(model, s, frames) for s in samples_list]))
+
+
+def _decode(model, encoder_output, count: int, tokenizer, *, prompt: str | None, beam_size: int,
+            temperature: float = 0.0, best_of: int = 5):
+    """CTranslate2 generate with faster-whisper's options: beam search at temperature 0,
+    the best of `best_of` samples above it (as its generate_with_fallback does)."""
     from faster_whisper.transcribe import get_suppressed_tokens
 
-    frames = context_frames(samples_list)
-    features = np.stack([features_for(model, s, frames) for s in samples_list])
-    encoder_output = model.encode(features)
     previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
     base_prompt = model.get_prompt(tokenizer, previous, without_timestamps=False)
+    if temperature > 0:
+        search = {"beam_size": 1, "num_hypotheses": best_of, "sampling_topk": 0, "sampling_temperature": temperature}
+    else:
+        search = {"beam_size": beam_size, "patience": 1}
     return model.model.generate(
         encoder_output,
-        [list(base_prompt) for _ in samples_list],
-        beam_size=beam_size,
-        patience=1,
+        [list(base_prompt) for _ in range(count)],
         length_penalty=1,
         repetition_penalty=1,
         no_repeat_ngram_size=0,
@@ -119,43 +134,91 @@ def _generate(model, samples_list, tokenizer, *, beam_size: int, prompt: str | N
         suppress_blank=True,
         suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
         max_initial_timestamp_index=int(round(MAX_INITIAL_TIMESTAMP / model.time_precision)),
+        **search,
     )
 
 
-FAILED = "failed"  # a window failed the quality checks: the chunk needs the temperature fallback
+@dataclass
+class _Window:
+    """One decoded window and faster-whisper's verdict on it."""
 
+    tokens: list[int]
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    temperature: float
 
-def generate_round(model, samples_list: list[np.ndarray], *, language: str | None, task: str, beam_size: int,
-                   prompt: str | None, sample_rate: int = 16000) -> list:
-    """One batched encode + generate over pieces (each <= 30 s). Per piece: FAILED, or
-    (segments, resume): segment dicts (start, end, text, tokens, avg_logprob, compression_ratio,
-    no_speech_prob) relative to the piece, and where to go on (seconds into the piece) when
-    the window ended inside an open segment (None: the piece is done; [] segments: silence)."""
-    tokenizer = tokenizer_for(model, language, task)
-    results = _generate(model, samples_list, tokenizer, beam_size=beam_size, prompt=prompt)
-    out: list = []
-    for samples, result in zip(samples_list, results):
+    @classmethod
+    def of(cls, result, tokenizer, temperature: float) -> "_Window":
         tokens = result.sequences_ids[0]
-        seq_len = len(tokens)
-        avg_logprob = result.scores[0] * seq_len / (seq_len + 1)
-        text = tokenizer.decode(tokens).strip()
-        ratio = compression_ratio(text)
-        if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
-            out.append(([], None))  # silence (the rest of this chunk, if resumed)
-            continue
-        if ratio > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOG_PROB_THRESHOLD:
-            out.append(FAILED)
-            continue
-        duration = len(samples) / sample_rate
-        pieces, resume = split_by_timestamps(tokens, tokenizer.timestamp_begin, model.time_precision, duration)
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        return cls(tokens, avg_logprob, compression_ratio(tokenizer.decode(tokens).strip()),
+                   result.no_speech_prob, temperature)
+
+    @property
+    def silent(self) -> bool:
+        return self.no_speech_prob > NO_SPEECH_THRESHOLD and self.avg_logprob < LOG_PROB_THRESHOLD
+
+    @property
+    def failed(self) -> bool:
+        return self.compression_ratio > COMPRESSION_RATIO_THRESHOLD or self.avg_logprob < LOG_PROB_THRESHOLD
+
+    def result(self, model, tokenizer, duration: float) -> tuple[list[dict], float | None]:
+        """(segments, resume) as generate_round gives them."""
+        if self.silent:
+            return [], None  # silence (the rest of this chunk, if resumed)
+        pieces, resume = split_by_timestamps(self.tokens, tokenizer.timestamp_begin, model.time_precision, duration)
         segments = []
         for start, end, seg_tokens in pieces:
             seg_text = tokenizer.decode(seg_tokens)
             if not seg_text.strip():
                 continue
             segments.append({"start": start, "end": end, "text": seg_text, "tokens": seg_tokens,
-                             "avg_logprob": avg_logprob, "compression_ratio": compression_ratio(seg_text),
-                             "no_speech_prob": result.no_speech_prob})
-        out.append((segments, resume))
+                             "avg_logprob": self.avg_logprob, "compression_ratio": compression_ratio(seg_text),
+                             "no_speech_prob": self.no_speech_prob, "temperature": self.temperature})
+        return segments, resume
+
+
+FAILED = "failed"  # a window failed the quality checks: it needs the temperature fallback
+
+
+def generate_round(model, samples_list: list[np.ndarray], *, language: str | None, task: str, beam_size: int,
+                   prompt: str | None, sample_rate: int = 16000) -> list:
+    """One batched encode + generate over pieces (each <= 30 s). Per piece: FAILED, or
+    (segments, resume): segment dicts (start, end, text, tokens, avg_logprob, compression_ratio,
+    no_speech_prob, temperature) relative to the piece, and where to go on (seconds into the
+    piece) when the window ended inside an open segment (None: the piece is done; [] segments:
+    silence)."""
+    tokenizer = tokenizer_for(model, language, task)
+    results = _decode(model, _encode(model, samples_list), len(samples_list), tokenizer,
+                      prompt=prompt, beam_size=beam_size)
+    out: list = []
+    for samples, result in zip(samples_list, results):
+        window = _Window.of(result, tokenizer, 0.0)
+        out.append(FAILED if window.failed and not window.silent
+                   else window.result(model, tokenizer, len(samples) / sample_rate))
     return out
 
+
+def fallback_window(model, samples: np.ndarray, *, language: str | None, task: str, beam_size: int,
+                    prompt: str | None, sample_rate: int = 16000):
+    """faster-whisper's temperature fallback for one window that failed its batched decode:
+    beam search, then sampled at each temperature in turn until a result passes the checks,
+    else the most probable one that is not too repetitive (generate_with_fallback's choice).
+    Same result shape as generate_round's. Unlike `WhisperModel.transcribe`, the encoder runs
+    on the piece + FALLBACK_MARGIN rather than a padded 30 s window (base, one core: 0.3 s
+    instead of 1.5 s for a short remainder)."""
+    tokenizer = tokenizer_for(model, language, task)
+    encoder_output = _encode(model, [samples], FALLBACK_MARGIN)
+    tried = []
+    for temperature in FALLBACK_TEMPERATURES:
+        (result,) = _decode(model, encoder_output, 1, tokenizer, prompt=prompt, beam_size=beam_size,
+                            temperature=temperature)
+        window = _Window.of(result, tokenizer, temperature)
+        if window.silent or not window.failed:
+            break
+        tried.append(window)
+    else:
+        window = max([w for w in tried if w.compression_ratio <= COMPRESSION_RATIO_THRESHOLD] or tried,
+                     key=lambda w: w.avg_logprob)
+    return window.result(model, tokenizer, len(samples) / sample_rate)
