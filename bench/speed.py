@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -53,6 +55,21 @@ def _count(_: int) -> float:
     for i in range(10_000_000):
         x += i
     return time.perf_counter() - started
+
+
+def cpu_description() -> str:
+    """The CPU's name and its widest vector extension. CTranslate2 picks its kernels by it
+    ("Selected ISA" with CT2_VERBOSE=1): on a 2-vCPU EPYC with AVX2 only, every pipeline ran
+    slower than on the earlier days' host, SayIt most (README, Performance)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = re.search(r"^model name\s*:\s*(.*)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
+    flags = set(flags.group(1).split()) if flags else set()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name.group(1).strip() if name else platform.machine()}, {isa}"
 
 
 def parallel_scaling() -> float:
@@ -176,7 +193,8 @@ def main() -> None:
           f"{os.cpu_count()} cores; median of {args.reps} interleaved reps", flush=True)
 
     scaling = parallel_scaling()
-    print(f"two processes at once run {scaling:.2f}x the work of one (2.0 on two real cores)", flush=True)
+    print(f"two processes at once run {scaling:.2f}x the work of one (2.0 on two real cores); CPU: {cpu_description()}",
+          flush=True)
     runners: dict[str, object] = {"sayit": Node(args.model, args.beam, args.cache, {})}
     for spec in args.variant:
         name, _, env = spec.partition(":")
@@ -250,7 +268,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"speed-{args.model}.json"
     out.write_text(json.dumps({"model": args.model, "beam": args.beam, "reps": args.reps, "cores": os.cpu_count(),
-                               "parallel_scaling": scaling, "kinds": kinds, "rows": rows, "etas": etas,
+                               "parallel_scaling": scaling, "cpu": cpu_description(), "kinds": kinds, "rows": rows, "etas": etas,
                                "load_average": os.getloadavg(), "command": " ".join(sys.argv)}, indent=1))
     print(f"\n(results in {out.relative_to(ROOT)})")
 
