@@ -59,8 +59,8 @@ def _count(_: int) -> float:
 
 def cpu_description() -> str:
     """The CPU's name and its widest vector extension. CTranslate2 picks its kernels by it
-    ("Selected ISA" with CT2_VERBOSE=1): on a 2-vCPU EPYC with AVX2 only, every pipeline ran
-    slower than on the earlier days' host, SayIt most (README, Performance)."""
+    ("Selected ISA" with CT2_VERBOSE=1): on a 2-vCPU EPYC with AVX2 only, SayIt lost much more
+    speed against the earlier days' host than the batched pipeline did (README, Performance)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -192,9 +192,8 @@ def main() -> None:
     print(f"corpus: {len(files)} files, {total_audio:.1f} s; model {args.model}, int8, beam {args.beam}, "
           f"{os.cpu_count()} cores; median of {args.reps} interleaved reps", flush=True)
 
-    scaling = parallel_scaling()
-    print(f"two processes at once run {scaling:.2f}x the work of one (2.0 on two real cores); CPU: {cpu_description()}",
-          flush=True)
+    scaling, cpu = parallel_scaling(), cpu_description()
+    print(f"two processes at once run {scaling:.2f}x the work of one (2.0 on two real cores); CPU: {cpu}", flush=True)
     runners: dict[str, object] = {"sayit": Node(args.model, args.beam, args.cache, {})}
     for spec in args.variant:
         name, _, env = spec.partition(":")
@@ -268,7 +267,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"speed-{args.model}.json"
     out.write_text(json.dumps({"model": args.model, "beam": args.beam, "reps": args.reps, "cores": os.cpu_count(),
-                               "parallel_scaling": scaling, "cpu": cpu_description(), "kinds": kinds, "rows": rows, "etas": etas,
+                               "parallel_scaling": scaling, "cpu": cpu, "kinds": kinds, "rows": rows, "etas": etas,
                                "load_average": os.getloadavg(), "command": " ".join(sys.argv)}, indent=1))
     print(f"\n(results in {out.relative_to(ROOT)})")
 

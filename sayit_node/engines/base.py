@@ -13,6 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 SAMPLE_RATE = 16_000
+# Whisper's temperature fallback (faster-whisper, mlx-whisper and OpenAI's), used when the client
+# asks for temperature 0: beam search at 0, then sampled, hotter each time.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 class EngineError(Exception):

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..cpu import CPU
 from . import fw_batch
-from .base import SAMPLE_RATE, Segment, TranscribeOptions, Word
+from .base import FALLBACK_TEMPERATURES, SAMPLE_RATE, Segment, TranscribeOptions, Word
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class FasterWhisperEngine:
         return CPU.engine(self.cpu_threads) if self.device == "cpu" else nullcontext()
 
     def _transcribe_one(self, samples: np.ndarray, options: TranscribeOptions) -> list[Segment]:
-        temperature = fw_batch.FALLBACK_TEMPERATURES if options.temperature == 0 else options.temperature
+        temperature = FALLBACK_TEMPERATURES if options.temperature == 0 else options.temperature
         # CTranslate2 runs while the generator is consumed: hold the cores throughout.
         with self._on_cores():
             segments, _info = self._model.transcribe(
@@ -254,9 +254,10 @@ class FasterWhisperEngine:
                     # window. (Rerunning the whole chunk cost 2.3 s on one core, the other idle, at
                     # the end of a 17 s job; sampled without the chunk's text as prompt, a 1.2 s
                     # remainder gave "Thanks for watching!".)
-                    log.debug("%.1f s of a chunk rerun with the temperature fallback", len(w.piece()) / SAMPLE_RATE)
+                    piece = w.piece()
+                    log.debug("%.1f s of a chunk rerun with the temperature fallback", len(piece) / SAMPLE_RATE)
                     with self._on_cores():
-                        result = fw_batch.fallback_window(self._model, w.piece(), language=language, task=task,
+                        result = fw_batch.fallback_window(self._model, piece, language=language, task=task,
                                                           beam_size=beam_size, prompt=w.context())
                 segments, resume = result
                 w.segments += [Segment(start=round(w.offset + s["start"], 3), end=round(w.offset + s["end"], 3),

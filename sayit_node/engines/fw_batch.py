@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .base import FALLBACK_TEMPERATURES
+
 # faster-whisper's transcribe() defaults, so batched chunks are judged as single ones would be.
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 MAX_INITIAL_TIMESTAMP = 1.0  # seconds
-# faster-whisper's temperature fallback: beam search at 0, then sampled, hotter each time.
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_RESUME = 0.6  # seconds of audio left after an open segment worth another window
 MAX_ROUNDS = 4
 # The encoder sees the longest piece of a batch plus this much padding, not always 30 s:
@@ -160,8 +160,10 @@ class _Window:
         return self.no_speech_prob > NO_SPEECH_THRESHOLD and self.avg_logprob < LOG_PROB_THRESHOLD
 
     @property
-    def failed(self) -> bool:
-        return self.compression_ratio > COMPRESSION_RATIO_THRESHOLD or self.avg_logprob < LOG_PROB_THRESHOLD
+    def needs_fallback(self) -> bool:
+        """Too repetitive or too improbable, and not silence (faster-whisper's checks)."""
+        failed = self.compression_ratio > COMPRESSION_RATIO_THRESHOLD or self.avg_logprob < LOG_PROB_THRESHOLD
+        return failed and not self.silent
 
     def result(self, model, tokenizer, duration: float) -> tuple[list[dict], float | None]:
         """(segments, resume) as generate_round gives them."""
@@ -195,8 +197,7 @@ def generate_round(model, samples_list: list[np.ndarray], *, language: str | Non
     out: list = []
     for samples, result in zip(samples_list, results):
         window = _Window.of(result, tokenizer, 0.0)
-        out.append(FAILED if window.failed and not window.silent
-                   else window.result(model, tokenizer, len(samples) / sample_rate))
+        out.append(FAILED if window.needs_fallback else window.result(model, tokenizer, len(samples) / sample_rate))
     return out
 
 
@@ -215,7 +216,7 @@ def fallback_window(model, samples: np.ndarray, *, language: str | None, task: s
         (result,) = _decode(model, encoder_output, 1, tokenizer, prompt=prompt, beam_size=beam_size,
                             temperature=temperature)
         window = _Window.of(result, tokenizer, temperature)
-        if window.silent or not window.failed:
+        if not window.needs_fallback:
             break
         tried.append(window)
     else:

@@ -36,15 +36,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .base import SAMPLE_RATE, ModelNotAvailable, Segment, TranscribeOptions, Word, check_language
+from .base import (
+    FALLBACK_TEMPERATURES, SAMPLE_RATE, ModelNotAvailable, Segment, TranscribeOptions, Word, check_language,
+)
 from .models import resolve_model
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Same fallback as faster-whisper (and mlx-whisper), used when the client asks for temperature 0.
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 # MLX conversions on the hub, by the model names SayIt uses.
 MLX_HUB_REPOS = {
