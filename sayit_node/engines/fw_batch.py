@@ -46,7 +46,7 @@ def context_frames(samples_list: list[np.ndarray], margin: float | None = None, 
     """Mel frames the encoder sees for this batch: its longest piece + `margin` (default
     CONTEXT_MARGIN), even (the encoder's convolution halves them), at most the full 30 s window."""
     longest = max(len(s) for s in samples_list) / sample_rate
-    margin = CONTEXT_MARGIN if margin is None else margin
+    margin = CONTEXT_MARGIN if margin is None else margin  # read at call time: tests set the constant
     return min(FULL_WINDOW_FRAMES, 2 * int(np.ceil((longest + margin) * 50)))
 
 
