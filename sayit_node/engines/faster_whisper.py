@@ -5,9 +5,10 @@ Two ways to run chunks, chosen by `batch_size`:
   standalone, see Node.slots); `workers` model workers share them, each idle worker taking its
   even share of the waiting chunks (at most `batch_size`) as one
   CTranslate2 batch with timestamp tokens (see fw_batch.py). A window that stops inside an
-  open segment goes on from there at once, in a round of the remainders alone (so the encoder
-  sees their few seconds, not a full chunk's 30 s); a window that fails faster-whisper's quality
-  checks gets the temperature fallback alone (a resumed one: on the rest of its chunk).
+  open segment, or ends early with speech still to come, goes on from there at once, in a round
+  of the remainders alone (so the encoder sees their few seconds, not a full chunk's 30 s); a
+  window that fails faster-whisper's quality checks gets the temperature fallback alone (a
+  resumed one: on the rest of its chunk).
 - batch_size == 1: one `WhisperModel.transcribe` call per chunk, `workers` of them in parallel.
 Word timestamps and explicit temperatures always take the single-chunk path.
 """

@@ -34,6 +34,13 @@ CONTEXT_MARGIN = 5.0
 # and 0.4 ("who needs one who needs one ...") and was right at both with 10 s.
 FALLBACK_MARGIN = 10.0
 FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
+# Whisper sometimes ends a window early after a finished segment and so drops the rest of the
+# piece without a sign (tiny.en, a 27 s chunk of an unseen recording: one 4 s segment, 23 s of
+# speech lost; faster-whisper's own loop skips such a rest too). A piece ends in silence at most
+# ~0.7 s after its speech (the chunk plan's cut), so a window that ends EARLY_END_GAP or more
+# before its piece, with EARLY_END_SPEECH of speech (Silero) after it, is resumed from there.
+EARLY_END_GAP = 3.0  # seconds
+EARLY_END_SPEECH = 1.5  # seconds
 
 
 def tokenizer_for(model, language: str | None, task: str):
@@ -97,6 +104,23 @@ def split_by_timestamps(tokens: list[int], timestamp_begin: int, precision: floa
             segments.append((resume, duration, tail))
         return segments, None
     return segments, resume
+
+
+def speech_after(samples: np.ndarray, seconds: float, sample_rate: int = 16000) -> float:
+    """Seconds of speech (Silero VAD, unpadded) in `samples` after `seconds`."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    rest = samples[int(seconds * sample_rate):]
+    regions = get_speech_timestamps(rest, VadOptions(min_silence_duration_ms=250, speech_pad_ms=0))
+    return sum(r["end"] - r["start"] for r in regions) / sample_rate
+
+
+def ended_early(samples: np.ndarray, segments: list[dict], sample_rate: int = 16000) -> float | None:
+    """Where to resume a finished window that stopped with speech still to come (None: it did not)."""
+    end = segments[-1]["end"] if segments else 0.0
+    if end <= 0 or len(samples) / sample_rate - end < EARLY_END_GAP:
+        return None
+    return end if speech_after(samples, end, sample_rate) >= EARLY_END_SPEECH else None
 
 
 def compression_ratio(text: str) -> float:
@@ -165,10 +189,11 @@ class _Window:
         failed = self.compression_ratio > COMPRESSION_RATIO_THRESHOLD or self.avg_logprob < LOG_PROB_THRESHOLD
         return failed and not self.silent
 
-    def result(self, model, tokenizer, duration: float) -> tuple[list[dict], float | None]:
+    def result(self, model, tokenizer, samples: np.ndarray, sample_rate: int) -> tuple[list[dict], float | None]:
         """(segments, resume) as generate_round gives them."""
         if self.silent:
             return [], None  # silence (the rest of this chunk, if resumed)
+        duration = len(samples) / sample_rate
         pieces, resume = split_by_timestamps(self.tokens, tokenizer.timestamp_begin, model.time_precision, duration)
         segments = []
         for start, end, seg_tokens in pieces:
@@ -178,6 +203,8 @@ class _Window:
             segments.append({"start": start, "end": end, "text": seg_text, "tokens": seg_tokens,
                              "avg_logprob": self.avg_logprob, "compression_ratio": compression_ratio(seg_text),
                              "no_speech_prob": self.no_speech_prob, "temperature": self.temperature})
+        if resume is None:
+            resume = ended_early(samples, segments, sample_rate)
         return segments, resume
 
 
@@ -197,7 +224,7 @@ def generate_round(model, samples_list: list[np.ndarray], *, language: str | Non
     out: list = []
     for samples, result in zip(samples_list, results):
         window = _Window.of(result, tokenizer, 0.0)
-        out.append(FAILED if window.needs_fallback else window.result(model, tokenizer, len(samples) / sample_rate))
+        out.append(FAILED if window.needs_fallback else window.result(model, tokenizer, samples, sample_rate))
     return out
 
 
@@ -222,4 +249,4 @@ def fallback_window(model, samples: np.ndarray, *, language: str | None, task: s
     else:
         window = max([w for w in tried if w.compression_ratio <= COMPRESSION_RATIO_THRESHOLD] or tried,
                      key=lambda w: w.avg_logprob)
-    return window.result(model, tokenizer, len(samples) / sample_rate)
+    return window.result(model, tokenizer, samples, sample_rate)
