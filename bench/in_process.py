@@ -55,6 +55,21 @@ def log_rounds(started: list[float], rounds: list[tuple]) -> None:
     fw_batch.generate_round = timed
 
 
+def on_engine(engine, pieces, options) -> str:
+    """All pieces at once, as a node's claims arrive: the engine splits them over its workers."""
+    results: list = [None] * len(pieces)
+
+    def one(i: int) -> None:
+        results[i] = engine.transcribe(pieces[i], options)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(pieces))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return " ".join(s.text.strip() for r in results for s in r)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="tiny.en")
@@ -81,28 +96,14 @@ def main() -> None:
     started, rounds = [0.0], []
     log_rounds(started, rounds)
 
-    def on_engine(pieces) -> str:
-        """All pieces at once, as a node's claims arrive: the engine splits them over its workers."""
-        results: list = [None] * len(pieces)
-
-        def one(i: int) -> None:
-            results[i] = engine.transcribe(pieces[i], options)
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(pieces))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return " ".join(s.text.strip() for r in results for s in r)
-
     def run(kind: str, path: str) -> str:
         samples = audio.decode(path)
         if kind == "sayit":
             plan = audio.plan_chunks(samples, parts=engine.parallel_chunks)
-            return on_engine([samples[c.start:c.end] for c in plan])
+            return on_engine(engine, [samples[c.start:c.end] for c in plan], options)
         if kind == "packed":
             speech = get_speech_timestamps(samples, VadOptions(max_speech_duration_s=30, min_silence_duration_ms=160))
-            return on_engine(collect_chunks(samples, speech, max_duration=30)[0])
+            return on_engine(engine, collect_chunks(samples, speech, max_duration=30)[0], options)
         segments, _ = batched.transcribe(samples, batch_size=8, language="en")
         return " ".join(s.text.strip() for s in segments)
 
