@@ -55,8 +55,26 @@ def log_rounds(started: list[float], rounds: list[tuple]) -> None:
     fw_batch.generate_round = timed
 
 
-def on_engine(engine, pieces, options) -> str:
+def load_models(model: str, cache: Path):
+    """(engine, whisper, batched): the node's engine as `load_engine` builds it at the defaults,
+    and faster-whisper's own model (all cores) with its `BatchedInferencePipeline`."""
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    from sayit_node.config import load_settings
+    from sayit_node.engines import load_engine
+    from sayit_node.engines.models import resolve_model
+
+    engine = load_engine(load_settings(model=model, engine="faster-whisper", whisper_cache_dir=cache))
+    whisper = WhisperModel(str(resolve_model(model, cache)), device="cpu", compute_type="int8",
+                           cpu_threads=os.cpu_count() or 1)
+    return engine, whisper, BatchedInferencePipeline(whisper)
+
+
+def on_engine(engine, pieces) -> str:
     """All pieces at once, as a node's claims arrive: the engine splits them over its workers."""
+    from sayit_node.engines.base import TranscribeOptions
+
+    options = TranscribeOptions(language="en")
     results: list = [None] * len(pieces)
 
     def one(i: int) -> None:
@@ -70,6 +88,14 @@ def on_engine(engine, pieces, options) -> str:
     return " ".join(s.text.strip() for r in results for s in r)
 
 
+def on_chunk_plan(engine, samples) -> str:
+    """The node's way: its chunk plan (VAD, cuts in silence), every chunk on the engine at once."""
+    from sayit_node import audio
+
+    plan = audio.plan_chunks(samples, parts=engine.parallel_chunks)
+    return on_engine(engine, [samples[c.start:c.end] for c in plan])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="tiny.en")
@@ -79,31 +105,21 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=CACHE / "models")
     args = parser.parse_args()
 
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
     from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
     from sayit_node import audio
-    from sayit_node.config import load_settings
-    from sayit_node.engines import load_engine
-    from sayit_node.engines.base import TranscribeOptions
-    from sayit_node.engines.models import resolve_model
 
-    engine = load_engine(load_settings(model=args.model, engine="faster-whisper", whisper_cache_dir=args.cache))
-    whisper = WhisperModel(str(resolve_model(args.model, args.cache)), device="cpu", compute_type="int8",
-                           cpu_threads=os.cpu_count() or 1)
-    batched = BatchedInferencePipeline(whisper)
-    options = TranscribeOptions(language="en")
+    engine, _whisper, batched = load_models(args.model, args.cache)
     started, rounds = [0.0], []
     log_rounds(started, rounds)
 
     def run(kind: str, path: str) -> str:
         samples = audio.decode(path)
         if kind == "sayit":
-            plan = audio.plan_chunks(samples, parts=engine.parallel_chunks)
-            return on_engine(engine, [samples[c.start:c.end] for c in plan], options)
+            return on_chunk_plan(engine, samples)
         if kind == "packed":
             speech = get_speech_timestamps(samples, VadOptions(max_speech_duration_s=30, min_silence_duration_ms=160))
-            return on_engine(engine, collect_chunks(samples, speech, max_duration=30)[0], options)
+            return on_engine(engine, collect_chunks(samples, speech, max_duration=30)[0])
         segments, _ = batched.transcribe(samples, batch_size=8, language="en")
         return " ".join(s.text.strip() for s in segments)
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from corpus import CACHE, RATE, build, normalise, word_errors  # noqa: E402
-from in_process import on_engine  # noqa: E402
+from in_process import load_models, on_chunk_plan  # noqa: E402
 from speed import cpu_description  # noqa: E402
 
 KINDS = ("sayit", "batched", "whole")
@@ -69,24 +69,11 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=CACHE / "models")
     args = parser.parse_args()
 
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
-
-    from sayit_node import audio
-    from sayit_node.config import load_settings
-    from sayit_node.engines import load_engine
-    from sayit_node.engines.base import TranscribeOptions
-    from sayit_node.engines.models import resolve_model
-
-    engine = load_engine(load_settings(model=args.model, engine="faster-whisper", whisper_cache_dir=args.cache))
-    whisper = WhisperModel(str(resolve_model(args.model, args.cache)), device="cpu", compute_type="int8",
-                           cpu_threads=os.cpu_count() or 1)
-    batched = BatchedInferencePipeline(whisper)
-    options = TranscribeOptions(language="en")
+    engine, whisper, batched = load_models(args.model, args.cache)
 
     def run(kind: str, samples: np.ndarray) -> str:
         if kind == "sayit":
-            plan = audio.plan_chunks(samples, parts=engine.parallel_chunks)
-            return on_engine(engine, [samples[c.start:c.end] for c in plan], options)
+            return on_chunk_plan(engine, samples)
         if kind == "batched":
             segments, _ = batched.transcribe(samples, batch_size=8, language="en")
         else:
