@@ -268,3 +268,52 @@ def test_the_fallback_encodes_the_piece_once_and_tries_each_temperature_until_a_
     best = max(plain, key=lambda w: w.avg_logprob)
     assert segments[0]["avg_logprob"] == best.avg_logprob and segments[0]["temperature"] == best.temperature
     assert wer(text, " ".join(s["text"] for s in segments)) < 40
+
+
+def test_a_window_that_repeats_its_prompt_is_not_taken(engine, clips, monkeypatch):
+    """Prompted with its chunk's text, a short remainder can make Whisper write that text again
+    instead of what the piece says (base on an unseen recording: a 1.2 s "stars." gave 15 words
+    of the prompt at temperature 0, passing the quality checks). The fallback treats such a window
+    as failed and goes on to the next temperature. Here the model's answer at temperature 0 is
+    replaced by its prompt (tiny.en does not copy on these clips); later temperatures are real."""
+    samples, text = clips[0]
+    prompt = PARAGRAPHS[2]
+    copying = {0.0}
+    real_of = fw_batch._Window.of
+
+    def window_of(result, tokenizer, temperature):
+        window = real_of(result, tokenizer, temperature)
+        if temperature in copying:
+            copied = tokenizer.encode(" " + prompt)
+            window.tokens = [tokenizer.timestamp_begin, *copied, tokenizer.timestamp_begin + 100]
+        return window
+
+    monkeypatch.setattr(fw_batch._Window, "of", staticmethod(window_of))
+    model = engine._model
+    segments, _ = fw_batch.fallback_window(model, samples, language="en", task="transcribe", beam_size=5,
+                                           prompt=prompt)
+    said = " ".join(s["text"] for s in segments)
+    assert {s["temperature"] for s in segments} == {0.2}
+    assert not fw_batch.copies_prompt(said, prompt)
+    assert wer(text, said) < 40
+
+    copying = set(fw_batch.FALLBACK_TEMPERATURES)  # every temperature copies: nothing is kept
+    assert fw_batch.fallback_window(model, samples, language="en", task="transcribe", beam_size=5,
+                                    prompt=prompt) == ([], None)
+
+
+@pytest.mark.parametrize(("text", "prompt", "copied"), [
+    # base, an unseen recording: a 1.2 s remainder ("stars.") and the chunk's text before it
+    (" tunnel, the gong upon a nice twice and sending out bottles of water, the gong upon",
+     "Our train was delayed by almost an hour because of a signal failure near the tunnel, the gong "
+     "upon a nice twice and sending out bottles of water. When we finally arrived, the last bus had "
+     "already left, so we walked home under the", True),
+    # a sentence that echoes the one before it is not a copy
+    (" ask what you can do for your country.", "And so my fellow Americans, ask not what your country can do for you,",
+     False),
+    (" Several people asked about parking.", "The support team will hire two more people this summer.", False),
+    (" the gong upon", "near the tunnel, the gong upon a nice twice", False),  # too short to tell
+    (" tunnel, the gong upon a nice twice", None, False),
+])
+def test_copies_prompt(text, prompt, copied):
+    assert fw_batch.copies_prompt(text, prompt) is copied

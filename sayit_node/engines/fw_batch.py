@@ -12,7 +12,9 @@ faster-whisper.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 import numpy as np
 
@@ -41,6 +43,12 @@ FULL_WINDOW_FRAMES = 3000  # 30 s of 10 ms mel frames
 # before its piece, with EARLY_END_SPEECH of speech (Silero) after it, is resumed from there.
 EARLY_END_GAP = 3.0  # seconds
 EARLY_END_SPEECH = 1.5  # seconds
+# Prompted with its chunk's text, a short remainder can make Whisper repeat that text instead of
+# hearing the piece (base, a 1.2 s remainder saying "stars." gave 15 words of its prompt at
+# temperature 0, which passed the quality checks). A window whose text is mostly one stretch of
+# its prompt (COPY_SHARE of its letters, at least COPY_MIN_CHARS) is not taken as the answer.
+COPY_SHARE = 0.5
+COPY_MIN_CHARS = 20
 
 
 def tokenizer_for(model, language: str | None, task: str):
@@ -121,6 +129,22 @@ def ended_early(samples: np.ndarray, segments: list[dict], sample_rate: int = 16
     if end <= 0 or len(samples) / sample_rate - end < EARLY_END_GAP:
         return None
     return end if speech_after(samples, end, sample_rate) >= EARLY_END_SPEECH else None
+
+
+def copies_prompt(text: str, prompt: str | None) -> bool:
+    """Whether `text` is mostly one stretch of `prompt` (Whisper repeating its prompt)."""
+    if not prompt:
+        return False
+    said, before = _letters(text), _letters(prompt)
+    if len(said) < COPY_MIN_CHARS:
+        return False
+    match = SequenceMatcher(None, said, before, autojunk=False).find_longest_match(0, len(said), 0, len(before))
+    return match.size >= max(COPY_MIN_CHARS, COPY_SHARE * len(said))
+
+
+def _letters(text: str) -> str:
+    """Lower-case words, single spaces, no punctuation: what a copy is compared on."""
+    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def compression_ratio(text: str) -> float:
@@ -233,6 +257,8 @@ def fallback_window(model, samples: np.ndarray, *, language: str | None, task: s
     """faster-whisper's temperature fallback for one window that failed its batched decode:
     beam search, then sampled at each temperature in turn until a result passes the checks,
     else the most probable one that is not too repetitive (generate_with_fallback's choice).
+    A result that repeats its prompt (copies_prompt) never counts: when every temperature
+    gives one, the piece gets no segments.
     Same result shape as generate_round's. Unlike `WhisperModel.transcribe`, the encoder runs
     on the piece + FALLBACK_MARGIN rather than a padded 30 s window (base, one core: 0.3 s
     instead of 1.5 s for a short remainder)."""
@@ -243,10 +269,14 @@ def fallback_window(model, samples: np.ndarray, *, language: str | None, task: s
         (result,) = _decode(model, encoder_output, 1, tokenizer, prompt=prompt, beam_size=beam_size,
                             temperature=temperature)
         window = _Window.of(result, tokenizer, temperature)
-        if not window.needs_fallback:
+        copied = copies_prompt(tokenizer.decode(window.tokens), prompt)
+        if not window.needs_fallback and not copied:
             break
-        tried.append(window)
+        if not copied:
+            tried.append(window)
     else:
+        if not tried:
+            return [], None  # every temperature repeated the prompt: nothing heard here is kept
         window = max([w for w in tried if w.compression_ratio <= COMPRESSION_RATIO_THRESHOLD] or tried,
                      key=lambda w: w.avg_logprob)
     return window.result(model, tokenizer, samples, sample_rate)
