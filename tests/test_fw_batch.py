@@ -274,8 +274,9 @@ def test_a_window_that_repeats_its_prompt_is_not_taken(engine, clips, monkeypatc
     """Prompted with its chunk's text, a short remainder can make Whisper write that text again
     instead of what the piece says (base on an unseen recording: a 1.2 s "stars." gave 15 words
     of the prompt at temperature 0, passing the quality checks). The fallback treats such a window
-    as failed and goes on to the next temperature. Here the model's answer at temperature 0 is
-    replaced by its prompt (tiny.en does not copy on these clips); later temperatures are real."""
+    as failed and goes on to the next temperature, and keeps a copy only when every temperature
+    gave one. Here the model's answer at the `copying` temperatures is replaced by its prompt
+    (tiny.en does not copy on these clips); the other temperatures are real."""
     samples, text = clips[0]
     prompt = PARAGRAPHS[2]
     copying = {0.0}
@@ -297,9 +298,18 @@ def test_a_window_that_repeats_its_prompt_is_not_taken(engine, clips, monkeypatc
     assert not fw_batch.copies_prompt(said, prompt)
     assert wer(text, said) < 40
 
-    copying = set(fw_batch.FALLBACK_TEMPERATURES)  # every temperature copies: nothing is kept
-    assert fw_batch.fallback_window(model, samples, language="en", task="transcribe", beam_size=5,
-                                    prompt=prompt) == ([], None)
+    # A result that fails the checks but does not copy is still chosen over copies.
+    monkeypatch.setattr(fw_batch, "LOG_PROB_THRESHOLD", 0.0)  # nothing passes
+    copying = {0.0, 0.4, 0.8}
+    segments, _ = fw_batch.fallback_window(model, samples, language="en", task="transcribe", beam_size=5,
+                                           prompt=prompt)
+    assert {s["temperature"] for s in segments} <= {0.2, 0.6, 1.0}
+
+    # Every temperature copies: the speaker may have said it again, so the best copy is kept.
+    copying = set(fw_batch.FALLBACK_TEMPERATURES)
+    segments, _ = fw_batch.fallback_window(model, samples, language="en", task="transcribe", beam_size=5,
+                                           prompt=prompt)
+    assert fw_batch.copies_prompt(" ".join(s["text"] for s in segments), prompt)
 
 
 @pytest.mark.parametrize(("text", "prompt", "copied"), [

@@ -257,14 +257,13 @@ def fallback_window(model, samples: np.ndarray, *, language: str | None, task: s
     """faster-whisper's temperature fallback for one window that failed its batched decode:
     beam search, then sampled at each temperature in turn until a result passes the checks,
     else the most probable one that is not too repetitive (generate_with_fallback's choice).
-    A result that repeats its prompt (copies_prompt) never counts: when every temperature
-    gives one, the piece gets no segments.
+    A result that repeats its prompt (copies_prompt) does not pass, and is the last choice.
     Same result shape as generate_round's. Unlike `WhisperModel.transcribe`, the encoder runs
     on the piece + FALLBACK_MARGIN rather than a padded 30 s window (base, one core: 0.3 s
     instead of 1.5 s for a short remainder)."""
     tokenizer = tokenizer_for(model, language, task)
     encoder_output = _encode(model, [samples], FALLBACK_MARGIN)
-    tried = []
+    tried, copies = [], []
     for temperature in FALLBACK_TEMPERATURES:
         (result,) = _decode(model, encoder_output, 1, tokenizer, prompt=prompt, beam_size=beam_size,
                             temperature=temperature)
@@ -272,11 +271,11 @@ def fallback_window(model, samples: np.ndarray, *, language: str | None, task: s
         copied = copies_prompt(tokenizer.decode(window.tokens), prompt)
         if not window.needs_fallback and not copied:
             break
-        if not copied:
-            tried.append(window)
+        (copies if copied else tried).append(window)
     else:
-        if not tried:
-            return [], None  # every temperature repeated the prompt: nothing heard here is kept
+        # Only when every temperature repeated the prompt is a repeat kept: the speaker may
+        # really have said it again, and nothing else was heard.
+        tried = tried or copies
         window = max([w for w in tried if w.compression_ratio <= COMPRESSION_RATIO_THRESHOLD] or tried,
                      key=lambda w: w.avg_logprob)
     return window.result(model, tokenizer, samples, sample_rate)
