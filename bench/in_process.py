@@ -70,8 +70,9 @@ def load_models(model: str, cache: Path):
     return engine, whisper, BatchedInferencePipeline(whisper)
 
 
-def on_engine(engine, pieces) -> str:
-    """All pieces at once, as a node's claims arrive: the engine splits them over its workers."""
+def segments_on_engine(engine, pieces) -> list[list]:
+    """All pieces at once, as a node's claims arrive (the engine splits them over its workers):
+    each piece's segments."""
     from sayit_node.engines.base import TranscribeOptions
 
     options = TranscribeOptions(language="en")
@@ -85,7 +86,12 @@ def on_engine(engine, pieces) -> str:
         t.start()
     for t in threads:
         t.join()
-    return " ".join(s.text.strip() for r in results for s in r)
+    return results
+
+
+def on_engine(engine, pieces) -> str:
+    """All pieces at once on the engine: the text."""
+    return " ".join(s.text.strip() for r in segments_on_engine(engine, pieces) for s in r)
 
 
 def on_chunk_plan(engine, samples) -> str:
