@@ -46,7 +46,8 @@ EARLY_END_SPEECH = 1.5  # seconds
 # Prompted with its chunk's text, a short remainder can make Whisper repeat that text instead of
 # hearing the piece (base, a 1.2 s remainder saying "stars." gave 15 words of its prompt at
 # temperature 0, which passed the quality checks). A window whose text is mostly one stretch of
-# its prompt (COPY_SHARE of its letters, at least COPY_MIN_CHARS) is not taken as the answer.
+# its prompt (COPY_SHARE of its letters, at least COPY_MIN_CHARS) does not pass the fallback's
+# checks, and is kept only when every temperature gave one.
 COPY_SHARE = 0.5
 COPY_MIN_CHARS = 20
 
