@@ -83,7 +83,7 @@ def main() -> None:
     print(f"{args.model}, {args.file if args.seed is None else f'seed {args.seed}'}: {len(plan)} chunks")
     print("| chunk | s | sayit errors | whole-file errors |")
     print("|---|---|---|---|")
-    marked = set(args.show)
+    marked = {i for i in args.show if 0 <= i < len(plan)}
     for i, (start, end) in enumerate(bounds):
         mark = ours[i] - theirs[i] >= LOSES
         if mark:
