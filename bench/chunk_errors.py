@@ -60,7 +60,7 @@ def main() -> None:
 
     files = build()
     if args.seed is not None:
-        samples, reference = joined([f for f in files if f["name"] != "all-in-one"], args.seed, SEEDS[args.seed])
+        samples, reference = joined(files, args.seed)
     else:
         named = [f for f in files if f["name"] == args.file]
         if not named:

@@ -39,13 +39,14 @@ KINDS = ("sayit", "batched", "whole")
 SEEDS = {1: 0.5, 2: 2.0, 3: 1.0, 4: 0.3, 5: 3.0}  # seed -> seconds of silence between files
 
 
-def joined(files: list[dict], seed: int, gap: float) -> tuple[np.ndarray, str]:
-    """The files in the order `seed` shuffles them, `gap` seconds apart, and their reference."""
+def joined(files: list[dict], seed: int) -> tuple[np.ndarray, str]:
+    """The corpus files but all-in-one, in the order `seed` shuffles them and SEEDS[seed]
+    seconds apart, and their reference."""
     from sayit_node import audio
 
-    order = list(files)
+    order = [f for f in files if f["name"] != "all-in-one"]
     random.Random(seed).shuffle(order)
-    silence = np.zeros(int(gap * RATE), np.float32)
+    silence = np.zeros(int(SEEDS[seed] * RATE), np.float32)
     pieces = [p for f in order for p in (audio.decode(f["path"]), silence)]
     return np.concatenate(pieces[:-1]), " ".join(f["reference"] for f in order)
 
@@ -80,11 +81,11 @@ def main() -> None:
             segments, _ = whisper.transcribe(samples, beam_size=5, language="en")
         return " ".join(s.text.strip() for s in segments)
 
-    files = [f for f in build() if f["name"] != "all-in-one"]
+    files = build()
     print(f"{args.model}, int8, beam 5, {os.cpu_count()} cores ({cpu_description()})", flush=True)
     rows = []
     for seed in args.seed or sorted(SEEDS):
-        samples, reference = joined(files, seed, SEEDS[seed])
+        samples, reference = joined(files, seed)
         row = {"file": f"seed {seed}, gap {SEEDS[seed]:g} s", "seconds": round(len(samples) / RATE, 1)}
         for kind in KINDS:
             text = run(kind, samples)
