@@ -69,7 +69,7 @@ def main() -> None:
     engine, whisper, _batched = load_models(args.model, args.cache)
     plan = audio.plan_chunks(samples, parts=engine.parallel_chunks)
     bounds = [(c.start / RATE, c.end / RATE) for c in plan]
-    sayit = segments_on_engine(engine, [c.audio(samples) for c in plan])
+    sayit = segments_on_engine(engine, [samples[c.start:c.end] for c in plan])
     whole = list(whisper.transcribe(samples, beam_size=5, language="en")[0])
     engine.close()
 
@@ -92,11 +92,9 @@ def main() -> None:
     print(f"| total | | {sum(ours.values())} | {sum(theirs.values())} |")
     for i in sorted(marked):
         start, _ = bounds[i]
-        to_chunk = audio.TimeMap(tuple(plan[i].cuts))
         print(f"\nchunk {i}, sayit:")
         for s in sayit[i]:
-            print(f"  {start + to_chunk(s.start):7.1f}-{start + to_chunk(s.end, end=True):7.1f}  t={s.temperature:.1f}  "
-                  f"{s.text.strip()}")
+            print(f"  {start + s.start:7.1f}-{start + s.end:7.1f}  t={s.temperature:.1f}  {s.text.strip()}")
         print("whole-file:")
         for s, c in zip(whole, whole_in):
             if c == i:

@@ -58,7 +58,7 @@ def request(node: NodeProcess, path: Path, diarize: bool) -> tuple[float, dict]:
 
 def in_process_diarization(path: Path) -> dict:
     """The node's diarization steps run here, timed: VAD + embeddings per chunk, then clustering."""
-    from sayit_node.audio import TimeMap, decode, plan_chunks
+    from sayit_node.audio import decode, plan_chunks
     from sayit_node.diarize import Windows, diarize
     from sayit_node.diarize.embedder import SpeakerEmbedder
     from sayit_node.diarize.models import BUNDLED
@@ -68,10 +68,10 @@ def in_process_diarization(path: Path) -> dict:
     windows = []
     t0 = time.process_time()
     for chunk in plan_chunks(samples):
-        w = embedder.embed_speech(chunk.audio(samples))
-        to_chunk, offset = TimeMap(tuple(chunk.cuts)), chunk.start / 16000
-        cores = [to_chunk.span(a, b) for a, b in w.cores]
-        windows.append(Windows([(a + offset, b + offset) for a, b in cores], w.embeddings))
+        piece = samples[chunk.start:chunk.end]
+        w = embedder.embed_speech(piece)
+        offset = chunk.start / 16000
+        windows.append(Windows([(a + offset, b + offset) for a, b in w.cores], w.embeddings))
     embed_cpu = time.process_time() - t0
     t1 = time.process_time()
     result = diarize(windows)

@@ -99,7 +99,7 @@ def on_chunk_plan(engine, samples) -> str:
     from sayit_node import audio
 
     plan = audio.plan_chunks(samples, parts=engine.parallel_chunks)
-    return on_engine(engine, [c.audio(samples) for c in plan])
+    return on_engine(engine, [samples[c.start:c.end] for c in plan])
 
 
 def main() -> None:

@@ -20,16 +20,15 @@ from .engines.base import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-# Whisper sees 30 s at a time: a chunk's audio never exceeds one window (a 30.5 s chunk would
-# cost a second, nearly empty window and invite invented text). Long pauses between speech
-# regions inside a chunk are shortened in its audio (as faster-whisper's batched pipeline packs
-# speech), so a chunk's 30 s hold more speech; its timestamps are mapped back (TimeMap). A
-# Silero region is at most MAX_REGION_SECONDS.
+# Whisper sees 30 s at a time: a chunk never exceeds one window (a 30.5 s chunk would cost a
+# second, nearly empty window and invite invented text). Speech inside a chunk spans at most
+# MAX_SPEECH_SPAN_SECONDS; the rest is silence kept around the cuts.
 MAX_CHUNK_SECONDS = 30.0
-MAX_REGION_SECONDS = 28.0
+MAX_SPEECH_SPAN_SECONDS = 29.0
 # A last chunk with less speech than this is merged into the previous one (a 2.6 s tail
-# chunk was seen to make Whisper invent text); that chunk's audio may then pass 30 s (by < 4 s).
+# chunk was seen to make Whisper invent text), as long as the result stays this short:
 MIN_TAIL_SECONDS = 4.0
+MAX_MERGED_SECONDS = 40.0
 
 
 class AudioError(Exception):
@@ -131,22 +130,6 @@ class Chunk:
     index: int
     start: int  # sample offset in the whole recording
     end: int  # exclusive
-    gaps: tuple[tuple[int, int], ...] = ()  # silence left out of the chunk's audio: (start, end) in the recording
-
-    def audio(self, samples: np.ndarray) -> np.ndarray:
-        """The chunk's audio: the recording from `start` to `end` without its gaps."""
-        bounds = [self.start, *(b for gap in self.gaps for b in gap), self.end]
-        return np.concatenate([samples[a:b] for a, b in zip(bounds[::2], bounds[1::2])])
-
-    @property
-    def cuts(self) -> list[tuple[int, int]]:
-        """Where the chunk's audio has silence left out: (position in the audio, samples left out)."""
-        cuts, position, previous = [], 0, self.start
-        for gap_start, gap_end in self.gaps:
-            position += gap_start - previous
-            cuts.append((position, gap_end - gap_start))
-            previous = gap_end
-        return cuts
 
     @property
     def offset_seconds(self) -> float:
@@ -157,33 +140,6 @@ class Chunk:
         return (self.end - self.start) / SAMPLE_RATE
 
 
-@dataclass(frozen=True)
-class TimeMap:
-    """Seconds in a chunk's audio -> seconds from the chunk's start in the recording, putting
-    back the silence left out at `cuts` (Chunk.cuts). A time exactly at a cut is the start of
-    the speech after it, or with `end=True` the end of the speech before it."""
-
-    cuts: tuple[tuple[int, int], ...] = ()
-
-    def __call__(self, seconds: float, end: bool = False) -> float:
-        position = round(seconds * SAMPLE_RATE, 3)
-        shift = sum(length for at, length in self.cuts if at < position or (at == position and not end))
-        return seconds + shift / SAMPLE_RATE
-
-    def span(self, start: float, end: float) -> tuple[float, float]:
-        """A (start, end) pair mapped (Segment.retimed takes this). A span that crosses a cut by
-        no more than the pause kept there (Whisper ends a sentence a little late, into the pad
-        before the next speech; a start may come early) keeps to its side of the cut."""
-        for at, _ in self.cuts:
-            cut = at / SAMPLE_RATE
-            if start < cut < end:
-                if end - cut <= JOINT_SECONDS and end - cut <= cut - start:
-                    end = cut
-                elif cut - start <= JOINT_SECONDS:
-                    start = cut
-        return self(start), self(end, end=True)
-
-
 # Silero VAD runs on one thread and is most of the wait before a long recording's first chunk
 # starts (0.85 s of the 1.3 s before it for 354 s of audio here). Audio of at least this much
 # per part is cut at its quietest points into parts (one per core, at most VAD_MAX_PARTS) that
@@ -192,13 +148,7 @@ VAD_PART_SECONDS = 30.0
 VAD_MAX_PARTS = 4
 _VAD_WINDOW = 512  # Silero's window (samples): parts are cut on window boundaries
 _VAD_PAD_MS = 200
-# Of a pause between speech regions inside a chunk, this much stays in its audio (half each
-# side of the cut), so with Silero's pads a pause keeps up to 0.8 s, as in faster-whisper's
-# batched pipeline (400 ms pads): a pause is how Whisper tells one sentence from the next (with
-# 0.4 s, base ran sentences together and lost 2 WER points on the 6-minute file).
-PAUSE_KEPT_SECONDS = 0.4
-# Either side of a cut: silence (Silero's pad and half the pause kept).
-JOINT_SECONDS = _VAD_PAD_MS / 1000 + PAUSE_KEPT_SECONDS / 2
+_VAD_MAX_SPEECH_SECONDS = MAX_SPEECH_SPAN_SECONDS - 1.0  # a region is at most this long
 
 
 def speech_regions(samples: np.ndarray, *, parts: int | None = None) -> list[tuple[int, int]]:
@@ -217,7 +167,7 @@ def speech_regions(samples: np.ndarray, *, parts: int | None = None) -> list[tup
     with ThreadPoolExecutor(len(bounds), thread_name_prefix="sayit-vad") as pool:
         found = list(pool.map(lambda b: _vad(samples[b[0] : b[1]]), bounds))
     regions: list[tuple[int, int]] = []
-    limit = MAX_REGION_SECONDS * SAMPLE_RATE
+    limit = _VAD_MAX_SPEECH_SECONDS * SAMPLE_RATE
     touch = _VAD_WINDOW + _VAD_PAD_MS * SAMPLE_RATE // 1000  # a region padded up to the cut
     for (start, _), part in zip(bounds, found):
         for i, (s, e) in enumerate(part):
@@ -248,26 +198,21 @@ def _quiet_cuts(samples: np.ndarray, parts: int) -> list[int]:
 def _vad(samples: np.ndarray) -> list[tuple[int, int]]:
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    # Pauses of 160 ms or more part regions, as in faster-whisper's batched pipeline: finer
-    # places to cut let chunks fill their 30 s (the 6-minute file: 12 chunks; 14 at 250 ms).
     options = VadOptions(
-        min_silence_duration_ms=160,
+        min_silence_duration_ms=250,
         speech_pad_ms=_VAD_PAD_MS,
-        max_speech_duration_s=MAX_REGION_SECONDS,
+        max_speech_duration_s=_VAD_MAX_SPEECH_SECONDS,
     )
     return [(r["start"], r["end"]) for r in get_speech_timestamps(samples, options)]
 
 
 def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = None, *,
                 parts: int = 1) -> list[Chunk]:
-    """Group speech regions into chunks of at most 30 s of audio, cutting only in silence.
+    """Group speech regions into chunks of at most ~30 s, cutting only in silence.
 
     Each chunk spans from a cut point to the next; cut points are the middle of the silence
-    between two speech regions. Leading and trailing silence outside all speech is dropped, and
-    a pause between the regions inside a chunk keeps only PAUSE_KEPT_SECONDS (plus Silero's
-    200 ms pads) in the chunk's audio; the rest is left out (the chunk's `gaps`). The 6-minute
-    corpus file (10% silence) then fits in 12 full windows instead of 14. Every speech region
-    lies wholly inside exactly one chunk. Deterministic.
+    between two speech regions. Leading and trailing silence outside all speech is dropped.
+    Every speech region lies wholly inside exactly one chunk. Deterministic.
 
     `parts` (the engine's model workers): the chunk count is rounded up to a multiple of it
     where the pauses allow and every chunk keeps MIN_TAIL_SECONDS of speech, so each worker
@@ -280,16 +225,17 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
         regions = speech_regions(samples)
     if not regions:
         return []
-    max_len = int(MAX_CHUNK_SECONDS * SAMPLE_RATE)
+    max_len = int(MAX_SPEECH_SPAN_SECONDS * SAMPLE_RATE)
     groups = _group(regions, max_len)
     count = len(groups)
     if parts > 1 and len(regions) > 1:
-        count = max(count, min(-(-count // parts) * parts, int(_speech(regions) // (MIN_TAIL_SECONDS * SAMPLE_RATE))))
+        speech = sum(e - s for s, e in regions)
+        count = max(count, min(-(-count // parts) * parts, int(speech // (MIN_TAIL_SECONDS * SAMPLE_RATE))))
     if count > 1:
-        # As few chunks as that count, but balanced: the smallest speech limit that still
+        # As few chunks as that count, but balanced: the smallest span limit that still
         # gives that many groups (binary search), so no chunk is a short tail and chunks
         # decoded together in one batch are of similar length.
-        lo = min(max_len, max(max(e - s for s, e in regions), _speech(regions) // count))
+        lo = min(max_len, max(max(e - s for s, e in regions), (regions[-1][1] - regions[0][0]) // count))
         hi = max_len
         while lo < hi:
             mid = (lo + hi) // 2
@@ -298,13 +244,16 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
             else:
                 lo = mid + 1
         groups = _group(regions, lo)
-        # A limit may jump past the count (five 14 s regions: 5 groups, then 3); split the
-        # longest groups in two until there are that many, each half keeping speech.
-        while len(groups) < count and _split_longest(groups):
+        # A span limit may jump past the count (five 14 s regions: 5 groups, then 3); split
+        # the widest groups in two until there are that many, each half keeping speech.
+        while len(groups) < count and _split_widest(groups):
             pass
     # Merge a short tail into its neighbour.
-    if len(groups) > 1 and _speech(groups[-1]) < MIN_TAIL_SECONDS * SAMPLE_RATE:
-        groups[-2].extend(groups.pop())
+    if len(groups) > 1:
+        tail_speech = sum(e - s for s, e in groups[-1])
+        merged_span = groups[-1][-1][1] - groups[-2][0][0]
+        if tail_speech < MIN_TAIL_SECONDS * SAMPLE_RATE and merged_span <= MAX_MERGED_SECONDS * SAMPLE_RATE:
+            groups[-2].extend(groups.pop())
     chunks: list[Chunk] = []
     n = len(samples)
     for i, group in enumerate(groups):
@@ -315,55 +264,38 @@ def plan_chunks(samples: np.ndarray, regions: list[tuple[int, int]] | None = Non
         pad = SAMPLE_RATE // 2
         start = max(start, group[0][0] - pad, 0)
         end = min(end, group[-1][1] + pad, n)
-        keep = int(PAUSE_KEPT_SECONDS * SAMPLE_RATE) // 2
-        gaps = tuple((a[1] + keep, b[0] - keep) for a, b in zip(group, group[1:]) if b[0] - a[1] > 2 * keep)
-        if _kept(group) + (group[0][0] - start) + (end - group[-1][1]) > MAX_CHUNK_SECONDS * SAMPLE_RATE:
-            start, end = group[0][0], group[-1][1]
-        chunks.append(Chunk(index=i, start=start, end=end, gaps=gaps))
+        spare = int(MAX_CHUNK_SECONDS * SAMPLE_RATE) - (end - start)
+        if spare < 0:
+            start, end = max(start, group[0][0]), min(end, group[-1][1])
+        chunks.append(Chunk(index=i, start=start, end=end))
     return chunks
 
 
-def _speech(regions: list[tuple[int, int]]) -> int:
-    return sum(e - s for s, e in regions)
+def _split_widest(groups: list[list[tuple[int, int]]]) -> bool:
+    """Split the widest group that can be split at the region boundary nearest its middle,
+    both halves with MIN_TAIL_SECONDS of speech or more. False when none can."""
+    def speech(group):
+        return sum(e - s for s, e in group)
 
-
-def _pause(before: tuple[int, int], after: tuple[int, int]) -> int:
-    """What a chunk keeps of the pause between two of its regions."""
-    return min(after[0] - before[1], int(PAUSE_KEPT_SECONDS * SAMPLE_RATE) // 2 * 2)
-
-
-def _kept(group: list[tuple[int, int]]) -> int:
-    """A group's length as a chunk's audio: its speech and what it keeps of the pauses."""
-    return _speech(group) + sum(_pause(a, b) for a, b in zip(group, group[1:]))
-
-
-def _split_longest(groups: list[list[tuple[int, int]]]) -> bool:
-    """Split the longest group that can be split at the region boundary nearest
-    its middle, both halves with MIN_TAIL_SECONDS of speech or more. False when none can."""
-    for i in sorted(range(len(groups)), key=lambda i: -_kept(groups[i])):
+    for i in sorted(range(len(groups)), key=lambda i: groups[i][0][0] - groups[i][-1][1]):
         group = groups[i]
         middle = (group[0][0] + group[-1][1]) / 2
         for cut in sorted(range(1, len(group)), key=lambda k: abs(group[k][0] - middle)):
             left, right = group[:cut], group[cut:]
-            if min(_speech(left), _speech(right)) >= MIN_TAIL_SECONDS * SAMPLE_RATE:
+            if min(speech(left), speech(right)) >= MIN_TAIL_SECONDS * SAMPLE_RATE:
                 groups[i : i + 1] = [left, right]
                 return True
     return False
 
 
 def _group(regions: list[tuple[int, int]], limit: int) -> list[list[tuple[int, int]]]:
-    """Greedy: each group is at most `limit` samples as a chunk's audio (_kept; a longer region
-    stands alone)."""
+    """Greedy: each group spans at most `limit` samples (a longer region stands alone)."""
     groups: list[list[tuple[int, int]]] = [[regions[0]]]
-    held = regions[0][1] - regions[0][0]
     for region in regions[1:]:
-        length = _pause(groups[-1][-1], region) + region[1] - region[0]
-        if held + length <= limit:
+        if region[1] - groups[-1][0][0] <= limit:
             groups[-1].append(region)
-            held += length
         else:
             groups.append([region])
-            held = region[1] - region[0]
     return groups
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from sayit_node import audio
-from sayit_node.audio import MAX_CHUNK_SECONDS, MIN_TAIL_SECONDS, AudioError, Chunk, TimeMap
+from sayit_node.audio import MAX_CHUNK_SECONDS, MAX_MERGED_SECONDS, MIN_TAIL_SECONDS, AudioError, Chunk
 
 try:
     from tests.speech import PARAGRAPHS, duration_of, speak
@@ -348,41 +348,19 @@ def check_plan(chunks: list[Chunk], regions: list[tuple[int, int]], n: int) -> N
         mine = [r for r, i in zip(regions, owner) if i == c.index]
         assert mine[0][0] - SR // 2 <= c.start and c.end <= mine[-1][1] + SR // 2
     assert chunks[0].start == regions[0][0] and chunks[-1].end == regions[-1][1]
-    # The silence between a chunk's regions is left out of its audio but for PAUSE_KEPT_SECONDS
-    # (half each side), and nothing else is.
-    keep = round(audio.PAUSE_KEPT_SECONDS * SR / 2)
+    # At most 30 s, except a merged tail: the last chunk, at most MAX_MERGED_SECONDS long.
     for c in chunks:
-        mine = [r for r, i in zip(regions, owner) if i == c.index]
-        assert c.gaps == tuple((a[1] + keep, b[0] - keep) for a, b in zip(mine, mine[1:]) if b[0] - a[1] > 2 * keep)
-        kept = c.audio(_Positions())  # the recording's sample positions the chunk's audio holds
-        assert kept.size == c.end - c.start - sum(e - s for s, e in c.gaps)
-        assert (np.diff(kept) > 0).all()
-        assert not any(s <= x < e for x in kept[:: max(1, kept.size // 500)] for s, e in c.gaps)
-        for s, e in mine:  # all its speech is kept
-            assert kept[np.searchsorted(kept, s)] == s and kept[np.searchsorted(kept, e - 1)] == e - 1
-            assert np.searchsorted(kept, e - 1) - np.searchsorted(kept, s) == e - 1 - s
-        # cuts: where in the audio each gap was, and how long; TimeMap puts them back.
-        assert [length for _, length in c.cuts] == [e - s for s, e in c.gaps]
-        to_chunk = TimeMap(tuple(c.cuts))
-        for at in range(0, kept.size, max(1, kept.size // 40)):
-            assert round(to_chunk(at / SR) * SR) == kept[at] - c.start
-    # At most 30 s of audio, except a merged tail: the last chunk, < 4 s of speech over 30.
-    for c in chunks:
-        mine = [r for r, i in zip(regions, owner) if i == c.index]
-        if c.end - c.start - sum(e - s for s, e in c.gaps) > MAX_CHUNK_SECONDS * SR:
+        if c.end - c.start > MAX_CHUNK_SECONDS * SR:
             assert c.index == len(chunks) - 1
-            assert sum(e - s for s, e in mine) < (MAX_CHUNK_SECONDS + MIN_TAIL_SECONDS) * SR
-    # No short tail: a last chunk with little speech joins the one before.
+            assert c.end - c.start <= MAX_MERGED_SECONDS * SR
+            mine = [r for r, i in zip(regions, owner) if i == c.index]
+            assert mine[-1][1] - mine[0][0] > audio.MAX_SPEECH_SPAN_SECONDS * SR  # it was two groups
+    # A short tail survives only when merging would make too long a chunk.
     if len(chunks) > 1:
         last = [r for r, i in zip(regions, owner) if i == len(chunks) - 1]
-        assert sum(e - s for s, e in last) >= MIN_TAIL_SECONDS * SR
-
-
-class _Positions:
-    """Stands for a recording whose every sample is its own position."""
-
-    def __getitem__(self, span: slice) -> np.ndarray:
-        return np.arange(span.start, span.stop)
+        before = [r for r, i in zip(regions, owner) if i == len(chunks) - 2]
+        if sum(e - s for s, e in last) < MIN_TAIL_SECONDS * SR:
+            assert last[-1][1] - before[0][0] > MAX_MERGED_SECONDS * SR
 
 
 def sec(*pairs: tuple[float, float]) -> list[tuple[int, int]]:
@@ -395,17 +373,12 @@ HAND_MADE = [
     ("cut-in-middle-of-short-pause", [(0, 10), (10.4, 25), (25.2, 28.8), (29.2, 40), (41, 55)], 56,
      [(0, 29.0), (29.0, 55)]),
     ("adjacent-regions-cut-at-boundary", [(0, 28), (28, 40)], 40, [(0, 28), (28, 40)]),
-    # 29 s of speech over 32 s: one chunk, the silence between its regions left out.
-    ("speech-fits-one-chunk", [(1, 15), (16, 29), (31, 33)], 35, [(1, 33)]),
-    # 30.8 s with the pauses kept: two chunks, the 17 s pause inside the second.
-    ("long-pause-inside-a-chunk", [(0, 14), (15, 28), (45, 48)], 50, [(0, 14.5), (14.5, 48)]),
-    # Balanced: as many chunks as greedy packing needs, the speech limit as small as it can be.
+    # Balanced: as many chunks as greedy packing needs, the span limit as small as it can be.
+    ("short-tail-balanced-away", [(1, 15), (16, 29), (31, 33)], 35, [(1, 15.5), (15.5, 33)]),
+    ("short-tail-too-far-to-merge", [(0, 14), (15, 28), (45, 48)], 50, [(0, 28.5), (44.5, 48)]),
     ("two-chunks-balanced", [(0, 20), (21, 28), (30, 37)], 40, [(0, 20.5), (20.5, 37)]),
-    # (29.8 s of audio in the last chunk: no room for silence before it)
-    ("short-tail-joins-last-chunk", [(0, 10), (10.5, 28), (29, 40), (41, 57), (58, 60)], 62,
+    ("tail-merged-into-middle-chunk", [(0, 10), (10.5, 28), (29, 40), (41, 57), (58, 60)], 62,
      [(0, 28.5), (29, 60)]),
-    # 30.5 s of speech: two groups, the second 2.5 s; merged, the one chunk holds 30.5 s.
-    ("short-tail-merged-past-30-s", [(0, 28), (29, 31.5)], 32, [(0, 31.5)]),
     ("one-region", [(3, 4)], 10, [(3, 4)]),
     ("speech-to-both-ends", [(0, 5), (6, 10)], 10, [(0, 10)]),
 ]
@@ -532,30 +505,27 @@ def test_meeting_plan_properties(meeting, meeting_plan):
     check_plan(chunks, regions, samples.size)
     # plan_chunks runs the VAD itself when given no regions, with the same result.
     assert audio.plan_chunks(samples) == chunks
-    # Cuts fall in real pauses of the audio, not merely outside the VAD's regions: within 5 ms,
-    # nothing over 0.05 (speech here peaks at 0.3-0.9; espeak's pause between two sentences of
-    # a paragraph is ~0.2 s and not digital silence).
+    # Cuts fall in real silence of the audio, not merely outside the VAD's regions.
     for c in chunks:
         for cut in (c.start, c.end):
-            assert np.abs(samples[max(0, cut - 80) : cut + 80]).max() < 0.05, cut / SR
+            assert np.abs(samples[max(0, cut - 80) : cut + 80]).max() < 0.01, cut / SR
     # Leading 5 s and trailing 6 s of silence are dropped; the 12 s pause is not in any chunk.
     assert chunks[0].start > 4 * SR and chunks[-1].end < samples.size - 5 * SR
 
 
-def test_meeting_long_pause_not_in_any_chunks_audio(meeting, meeting_plan, paragraphs):
+def test_meeting_long_pause_not_inside_a_chunk(meeting, meeting_plan, paragraphs):
     samples, _ = meeting
     _, chunks = meeting_plan
     p = paragraphs
     start = round(5 * SR) + p[0].size + round(0.3 * SR) + p[1].size + round(0.8 * SR) + p[2].size
     quiet = (start + SR, start + 11 * SR)  # the 12 s pause, minus VAD padding
     assert not np.abs(samples[quiet[0] : quiet[1]]).any()
-    for c in chunks:  # between two chunks, or a gap left out of one
-        assert quiet[1] <= c.start or c.end <= quiet[0] or any(s <= quiet[0] and quiet[1] <= e for s, e in c.gaps)
+    assert not any(c.start < quiet[1] and quiet[0] < c.end for c in chunks)
 
 
 def test_meeting_markers_at_exact_offsets(meeting, meeting_plan):
     """Each marker is found in its chunk's stored audio (pcm16, as the job store keeps it) at
-    the position the chunk's TimeMap maps to exactly marker position - chunk offset."""
+    exactly marker position - chunk offset."""
     samples, markers = meeting
     regions, chunks = meeting_plan
     found_chunks = set()
@@ -563,15 +533,15 @@ def test_meeting_markers_at_exact_offsets(meeting, meeting_plan):
         assert any(s <= pos and pos + MARKER.size <= e for s, e in regions)  # inside speech
         (c,) = [c for c in chunks if c.start <= pos < c.end]
         found_chunks.add(c.index)
-        stored = audio.from_pcm16(audio.to_pcm16(c.audio(samples)))
-        assert stored.size == c.end - c.start - sum(e - s for s, e in c.gaps)
-        assert np.abs(stored - c.audio(samples)).max() <= 1 / 32767
+        stored = audio.from_pcm16(audio.to_pcm16(samples[c.start : c.end]))
+        assert stored.size == c.end - c.start
+        assert np.abs(stored - samples[c.start : c.end]).max() <= 1 / 32767
         size = stored.size + MARKER.size
         corr = np.fft.irfft(np.fft.rfft(stored, size) * np.conj(np.fft.rfft(MARKER, size)), size)[: stored.size]
         at = int(np.argmax(corr))
-        assert abs(c.offset_seconds + TimeMap(tuple(c.cuts))(at / SR) - pos / SR) < 1e-9
+        assert at == pos - c.start
+        assert abs(c.offset_seconds + at / SR - pos / SR) < 1e-9
     assert len(found_chunks) >= 2  # offsets checked in more than one chunk, not only chunk 0
-    assert sum(len(c.gaps) for c in chunks if c.index in found_chunks) >= 2  # and across left-out silence
 
 
 def test_meeting_plan_deterministic(meeting, meeting_plan):
@@ -582,18 +552,18 @@ def test_meeting_plan_deterministic(meeting, meeting_plan):
     assert audio.plan_chunks(again) == chunks
 
 
-def test_real_pause_left_out_of_a_chunk(paragraphs):
-    """One paragraph, a 20 s pause, then "Thank you all.": both fit in one chunk's 30 s of
-    speech, so they are one chunk, and the pause is not in its audio."""
+def test_real_short_tail_is_merged(paragraphs):
+    """One paragraph, a long pause, then "Thank you all.": the remark does not fit in the
+    paragraph's 29 s speech span, has far less than 6 s of speech, so it joins that chunk."""
     first, remark = paragraphs[0], paragraphs[6]
-    samples = np.concatenate([np.zeros(SR, np.float32), first, np.zeros(20 * SR, np.float32), remark,
+    gap = round(31 * SR) - first.size - remark.size  # span of ~31 s (< MAX_MERGED_SECONDS)
+    samples = np.concatenate([np.zeros(SR, np.float32), first, np.zeros(gap, np.float32), remark,
                               np.zeros(SR, np.float32)])
     regions = audio.speech_regions(samples)
     chunks = audio.plan_chunks(samples, regions)
     check_plan(chunks, regions, samples.size)
     assert len(chunks) == 1
-    assert chunks[0].duration_seconds > 20 + (first.size + remark.size) / SR - 1  # the pause is inside its span
-    assert len(chunks[0].audio(samples)) < (first.size + remark.size) / SR * SR + SR  # but not in its audio
+    assert chunks[0].duration_seconds > MAX_CHUNK_SECONDS  # the merged-tail exception
     assert chunks[0].end >= samples.size - 2 * SR  # the remark is in it
 
 
@@ -618,9 +588,9 @@ def test_speech_without_pause_is_split(tmp_path):
     chunks = audio.plan_chunks(samples, regions)
     assert len(regions) >= 2 and len(chunks) >= 2
     for s, e in regions:
-        assert e - s <= audio.MAX_REGION_SECONDS * SR
+        assert e - s <= (audio.MAX_SPEECH_SPAN_SECONDS - 1.0) * SR
     check_plan(chunks, regions, samples.size)
-    assert all(c.audio(samples).size <= MAX_CHUNK_SECONDS * SR for c in chunks)
+    assert all(c.duration_seconds <= MAX_CHUNK_SECONDS for c in chunks)
 
 
 def _near(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.1) -> bool:
@@ -654,7 +624,7 @@ def test_vad_parts_rejoin_speech_cut_in_the_middle(tmp_path):
     VAD's length limit, so it stays cut at the quietest point, as one pass cuts it somewhere."""
     text = re.sub(r"[^A-Za-z ]+", " ", " ".join(PARAGRAPHS[:3]))
     run_on = audio.decode(str(speak(text, tmp_path / "run_on.wav", speed=175)))
-    limit = audio.MAX_REGION_SECONDS * SR
+    limit = (audio.MAX_SPEECH_SPAN_SECONDS - 1.0) * SR
     short = np.concatenate([run_on[: 20 * SR], np.zeros(SR, np.float32)])
     one = audio.speech_regions(short, parts=1)
     (cut,) = audio._quiet_cuts(short, 2)
@@ -717,19 +687,3 @@ async def test_language_is_detected_on_30_s_from_the_first_speech_not_one_chunk(
     recording = audio.decode(str(wav)).size
     assert engine.heard == [min(recording - chunks[0].start, 30 * SR)]
     assert engine.heard[0] >= chunks[-1].end - chunks[0].start > chunks[0].end - chunks[0].start
-
-
-def test_time_map_puts_left_out_silence_back():
-    """A chunk whose audio left out 10 s at 3 s and 2 s at 8 s (of its audio)."""
-    to_chunk = TimeMap(((3 * SR, 10 * SR), (8 * SR, 2 * SR)))
-    assert to_chunk(1.0) == 1.0 and to_chunk(5.0) == 15.0 and to_chunk(9.0) == 21.0
-    assert to_chunk(3.0) == 13.0 and to_chunk(3.0, end=True) == 3.0  # at a cut: after it, or before it as an end
-    assert TimeMap()(7.5) == 7.5
-    # Spans: one on each side keeps its times; one that crosses a cut spans the pause left out.
-    assert to_chunk.span(1.0, 2.9) == (1.0, 2.9) and to_chunk.span(3.1, 4.0) == pytest.approx((13.1, 14.0))
-    assert to_chunk.span(2.0, 5.0) == (2.0, 15.0)
-    # Crossing a cut only by the pause kept there: a sentence's end late into the next pad, a
-    # start early in the one before: each keeps to its side.
-    assert to_chunk.span(1.0, 3.3) == (1.0, 3.0)
-    assert to_chunk.span(2.7, 6.0) == (13.0, 16.0)
-    assert to_chunk.span(2.9, 3.2) == pytest.approx((13.0, 13.2))  # nearer the speech after

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from sayit_node.federation.registry import NodeRegistry
 from sayit_node.jobs.records import ChunkRecord, JobOptions, JobRecord
 from sayit_node.jobs.redis_store import RedisJobStore
-from sayit_node.jobs.store import CorruptChunk, StoreFull
+from sayit_node.jobs.store import StoreFull
 from tests.redis_fixture import redis_server, start_redis  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -119,18 +119,6 @@ async def test_load_chunk_gives_audio_and_options(store):
     assert (work.job_id, work.index, work.model, work.language, work.offset) == ("j", 1, "tiny.en", "en", 160000)
     assert work.options == job.options and work.pcm16 == bytes([1, 1]) * 100
     assert await store.load_chunk("j", 7) is None and await store.load_chunk("x", 0) is None
-
-
-async def test_load_chunk_gives_the_chunks_cuts(store, raw, prefix):
-    """The silence left out of a chunk's audio travels with it to whichever node runs it."""
-    job = JobRecord(id="j", model="tiny.en", options=JobOptions(), duration=40.0, language="en")
-    records = [ChunkRecord("j", 0, 0, 480000, cuts=((16000, 8000), (160000, 32000))), ChunkRecord("j", 1, 480000, 640000)]
-    await store.create_job(job, records, [b"\x00\x01" * 100] * 2)
-    assert (await store.load_chunk("j", 0)).cuts == ((16000, 8000), (160000, 32000))
-    assert (await store.load_chunk("j", 1)).cuts == ()
-    await raw.hset(f"{prefix}job:j:chunks", "1:cuts", "not json")
-    with pytest.raises(CorruptChunk, match="silence map"):
-        await store.load_chunk("j", 1)
 
 
 async def test_complete_is_idempotent_and_finishes_the_job(store, raw, prefix):

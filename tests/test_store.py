@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 
 from sayit_node.jobs.records import ChunkRecord, JobOptions, JobRecord
-from sayit_node.jobs.sqlite_store import SCHEMA, SqliteJobStore
-from sayit_node.jobs.store import CorruptChunk
+from sayit_node.jobs.sqlite_store import SqliteJobStore
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -163,40 +161,3 @@ async def test_a_job_ended_elsewhere_is_still_seen_by_polling(store, tmp_path):
     assert not waiting.done()
     await store.cancel_job(job.id)
     assert (await asyncio.wait_for(waiting, 10)).status == "cancelled"
-
-
-async def test_load_chunk_gives_the_chunks_cuts(store):
-    """The silence left out of a chunk's audio travels with it to the worker."""
-    job = JobRecord(id="j", model="tiny.en", options=JobOptions(), duration=40.0, language="en")
-    records = [ChunkRecord("j", 0, 0, 480000, cuts=((16000, 8000), (160000, 32000))), ChunkRecord("j", 1, 480000, 640000)]
-    await store.create_job(job, records, [b"\x00\x01" * 100] * 2)
-    assert (await store.load_chunk("j", 0)).cuts == ((16000, 8000), (160000, 32000))
-    assert (await store.load_chunk("j", 1)).cuts == ()
-
-
-async def test_malformed_cuts_make_a_corrupt_chunk(store):
-    await _job(store, "j", 1)
-    store._db.execute("UPDATE chunks SET cuts='[[1]]' WHERE job_id='j'")
-    with pytest.raises(CorruptChunk, match="silence map"):
-        await store.load_chunk("j", 0)
-
-
-async def test_a_database_from_before_cuts_opens_and_its_queued_chunks_run(tmp_path):
-    """A node upgraded with chunks still queued: the column is added, those chunks have no cuts."""
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.executescript(SCHEMA.replace("    cuts TEXT,\n", ""))
-    db.execute("INSERT INTO jobs (id, model, options, duration, status, language, total_chunks, created_at)"
-               " VALUES ('j', 'tiny.en', '{}', 10, 'queued', 'en', 1, 0)")
-    db.execute("INSERT INTO chunks (job_id, idx, start, \"end\", status) VALUES ('j', 0, 0, 160000, 'queued')")
-    db.execute("INSERT INTO chunk_audio (job_id, idx, pcm16) VALUES ('j', 0, ?)", (b"\x00\x01" * 100,))
-    db.commit()
-    db.close()
-    assert "cuts" not in SCHEMA.replace("    cuts TEXT,\n", "")
-    store = SqliteJobStore(path)
-    try:
-        assert await store.claim_next_chunk("w", ["tiny.en"]) == ("j", 0)
-        work = await store.load_chunk("j", 0)
-        assert work.cuts == () and work.pcm16 == b"\x00\x01" * 100
-    finally:
-        await store.close()

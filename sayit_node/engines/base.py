@@ -7,7 +7,6 @@ offset when it stitches the transcript together.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,17 +68,12 @@ class Segment:
 
     def shifted(self, offset: float) -> "Segment":
         """The same segment with every timestamp moved by `offset` seconds."""
-        return self.retimed(lambda start, end: (start + offset, end + offset))
-
-    def retimed(self, span: Callable[[float, float], tuple[float, float]]) -> "Segment":
-        """The same segment with its (start, end) and each word's mapped by `span`."""
         words = None
         if self.words is not None:
-            words = [Word(*span(w.start, w.end), w.word, w.probability) for w in self.words]
-        start, end = span(self.start, self.end)
+            words = [Word(w.start + offset, w.end + offset, w.word, w.probability) for w in self.words]
         return Segment(
-            start=start,
-            end=end,
+            start=self.start + offset,
+            end=self.end + offset,
             text=self.text,
             tokens=list(self.tokens),
             temperature=self.temperature,

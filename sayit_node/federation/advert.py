@@ -41,9 +41,7 @@ __all__ = [
 
 SERVICE_TYPE = "_sayit._tcp.local."
 # 2: signed adverts (protocol 1 nodes broadcast an unsigned cluster id).
-# 3: chunks leave out the silence between speech and carry cuts to map times back (a protocol 2
-#    node would stamp their segments too early).
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 2
 RESIGN_SECONDS = 60.0
 MAX_SKEW_SECONDS = 300.0
 

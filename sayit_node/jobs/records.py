@@ -149,9 +149,6 @@ class ChunkRecord:
     worker: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    # Silence left out of the chunk's audio: (position in the audio, samples left out); the
-    # worker maps the engine's times back with it (audio.TimeMap).
-    cuts: tuple[tuple[int, int], ...] = ()
 
     @property
     def duration(self) -> float:

@@ -15,7 +15,7 @@ Key layout (``P`` is ``key_prefix``, default ``"sayit:"``)::
 
     P job:{id}            hash  id model options duration filename status language total_chunks
                                 error created_at started_at finished_at last_claim done failed
-    P job:{id}:chunks     hash  "{i}:start" "{i}:end" "{i}:cuts" "{i}:status" "{i}:attempts" "{i}:deliveries"
+    P job:{id}:chunks     hash  "{i}:start" "{i}:end" "{i}:status" "{i}:attempts" "{i}:deliveries"
                                 "{i}:error" "{i}:worker" "{i}:started_at" "{i}:finished_at"
     P job:{id}:audio      hash  "{i}" -> 16-bit PCM bytes          (deleted when the job ends)
     P job:{id}:results    hash  "{i}" -> segments JSON
@@ -66,17 +66,7 @@ from .records import (
     JobRecord,
     retry_delay,
 )
-from .store import (
-    ChunkWork,
-    CorruptChunk,
-    JobStore,
-    QueueCounts,
-    StoreFull,
-    cuts_to_json,
-    options_or_default,
-    parse_cuts,
-    parse_options,
-)
+from .store import ChunkWork, CorruptChunk, JobStore, QueueCounts, StoreFull, options_or_default, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -491,7 +481,6 @@ class RedisJobStore(JobStore):
                     chunk_fields: dict[str, object] = {}
                     for c in chunks:
                         chunk_fields.update({f"{c.index}:start": c.start, f"{c.index}:end": c.end,
-                                             f"{c.index}:cuts": cuts_to_json(c.cuts),
                                              f"{c.index}:status": CHUNK_QUEUED, f"{c.index}:attempts": 0,
                                              f"{c.index}:deliveries": 0})
                     pipe.hset(f"{jk}:chunks", mapping=chunk_fields)
@@ -571,9 +560,9 @@ class RedisJobStore(JobStore):
         jk = self._jk(job_id)
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hmget(jk, ["status", "model", "language", "options"])
-            pipe.hmget(f"{jk}:chunks", [f"{index}:start", f"{index}:cuts"])
+            pipe.hget(f"{jk}:chunks", f"{index}:start")
             pipe.hget(f"{jk}:audio", str(index))
-            (status, model, language, options), (start, cuts), pcm = await pipe.execute()
+            (status, model, language, options), start, pcm = await pipe.execute()
         if status is None or _s(status) in TERMINAL:
             return None
         if start is None:
@@ -586,8 +575,7 @@ class RedisJobStore(JobStore):
             raise CorruptChunk(f"chunk {index} has a malformed start offset") from None
         if len(pcm) % 2:
             raise CorruptChunk(f"chunk {index} audio is malformed ({len(pcm)} bytes is not 16-bit PCM)")
-        return ChunkWork(job_id, index, _s(model), _s(language), parse_options(options), offset, bytes(pcm),
-                         parse_cuts(cuts, index))
+        return ChunkWork(job_id, index, _s(model), _s(language), parse_options(options), offset, bytes(pcm))
 
     async def complete_chunk(self, job_id: str, index: int, segments: list[dict]) -> JobRecord | None:
         reply = await self._complete(args=[self.prefix, job_id, index, json.dumps(segments), self._retention_ms])

@@ -126,8 +126,8 @@ class JobService:
                 log.info("detected language %s (p=%.2f) for %s", language, probability, filename)
             job = JobRecord(id=new_job_id(), model=self.model_name, options=options, duration=duration,
                             filename=filename, language=language or "en", total_chunks=len(plan))
-            chunks = [ChunkRecord(job.id, c.index, c.start, c.end, cuts=tuple(c.cuts)) for c in plan]
-            pcm = [audio.to_pcm16(c.audio(samples)) for c in plan]
+            chunks = [ChunkRecord(job.id, c.index, c.start, c.end) for c in plan]
+            pcm = [audio.to_pcm16(samples[c.start : c.end]) for c in plan]
             del samples
             await self.store.create_job(job, chunks, pcm)
         except BaseException:

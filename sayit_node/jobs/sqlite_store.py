@@ -29,17 +29,7 @@ from .records import (
     JobOptions,
     JobRecord,
 )
-from .store import (
-    ChunkWork,
-    CorruptChunk,
-    JobStore,
-    QueueCounts,
-    StoreFull,
-    cuts_to_json,
-    options_or_default,
-    parse_cuts,
-    parse_options,
-)
+from .store import ChunkWork, CorruptChunk, JobStore, QueueCounts, StoreFull, options_or_default, parse_options
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -70,7 +60,6 @@ CREATE TABLE IF NOT EXISTS chunks (
     worker TEXT,
     started_at REAL,
     finished_at REAL,
-    cuts TEXT,
     PRIMARY KEY (job_id, idx)
 );
 CREATE INDEX IF NOT EXISTS chunks_status ON chunks(status);
@@ -93,8 +82,6 @@ class SqliteJobStore(JobStore):
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
-        if "cuts" not in {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}:
-            self._db.execute("ALTER TABLE chunks ADD COLUMN cuts TEXT")  # a database from before cuts
         self._lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -141,8 +128,8 @@ class SqliteJobStore(JobStore):
             )
             for chunk, pcm in zip(chunks, audio, strict=True):
                 self._db.execute(
-                    'INSERT INTO chunks (job_id, idx, start, "end", status, cuts) VALUES (?,?,?,?,?,?)',
-                    (job.id, chunk.index, chunk.start, chunk.end, CHUNK_QUEUED, cuts_to_json(chunk.cuts)),
+                    'INSERT INTO chunks (job_id, idx, start, "end", status) VALUES (?,?,?,?,?)',
+                    (job.id, chunk.index, chunk.start, chunk.end, CHUNK_QUEUED),
                 )
                 self._db.execute("INSERT INTO chunk_audio (job_id, idx, pcm16) VALUES (?,?,?)", (job.id, chunk.index, pcm))
             if not chunks:  # nothing to transcribe (silence): done at once
@@ -222,7 +209,7 @@ class SqliteJobStore(JobStore):
             if job is None or job.status in TERMINAL:
                 return None
             row = self._db.execute(
-                'SELECT c.start, a.pcm16, c.cuts FROM chunks c LEFT JOIN chunk_audio a ON a.job_id=c.job_id AND a.idx=c.idx'
+                'SELECT c.start, a.pcm16 FROM chunks c LEFT JOIN chunk_audio a ON a.job_id=c.job_id AND a.idx=c.idx'
                 " WHERE c.job_id=? AND c.idx=?",
                 (job_id, index),
             ).fetchone()
@@ -233,8 +220,7 @@ class SqliteJobStore(JobStore):
             if len(row[1]) % 2:
                 raise CorruptChunk(f"chunk {index} audio is malformed ({len(row[1])} bytes is not 16-bit PCM)")
             raw = self._db.execute("SELECT options FROM jobs WHERE id=?", (job_id,)).fetchone()[0]
-            return ChunkWork(job_id, index, job.model, job.language, parse_options(raw), row[0], row[1],
-                             parse_cuts(row[2], index))
+            return ChunkWork(job_id, index, job.model, job.language, parse_options(raw), row[0], row[1])
 
         return await self._run(load)
 

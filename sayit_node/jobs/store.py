@@ -25,7 +25,6 @@ class ChunkWork:
     options: JobOptions
     offset: int
     pcm16: bytes
-    cuts: tuple[tuple[int, int], ...] = ()  # ChunkRecord.cuts
 
 
 @dataclass
@@ -48,23 +47,6 @@ def parse_options(raw) -> JobOptions:
     except (TypeError, ValueError) as exc:  # InvalidOptions, JSONDecodeError, UnicodeDecodeError
         raise CorruptChunk(str(exc) if isinstance(exc, InvalidOptions) else
                            f"stored job options are not valid JSON ({type(exc).__name__})") from None
-
-
-def cuts_to_json(cuts) -> str:
-    return json.dumps([[at, length] for at, length in cuts])
-
-
-def parse_cuts(raw, index: int) -> tuple[tuple[int, int], ...]:
-    """Stored cuts (JSON text; none before they were stored) -> ChunkRecord.cuts; raises CorruptChunk."""
-    if raw is None:
-        return ()
-    try:
-        cuts = tuple((int(at), int(length)) for at, length in json.loads(raw))
-    except (TypeError, ValueError) as exc:
-        raise CorruptChunk(f"chunk {index} has a malformed silence map ({type(exc).__name__})") from None
-    if any(at < 0 or length <= 0 for at, length in cuts):
-        raise CorruptChunk(f"chunk {index} has a malformed silence map (negative positions)")
-    return cuts
 
 
 def options_or_default(raw) -> JobOptions:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from taskiq import AsyncBroker, TaskiqDepends, TaskiqState
 
-from ..audio import TimeMap, from_pcm16
-from ..diarize import Windows, pack_windows
+from ..audio import from_pcm16
+from ..diarize import pack_windows
 from ..engines.base import SAMPLE_RATE, Engine, EngineError, TranscribeOptions
 from ..queue import CHUNK_TASK_NAME
 from .store import CorruptChunk, JobStore
@@ -244,13 +244,11 @@ class ChunkWorker:
             # The engine's own threads: a busy engine never starves the default pool (decode, SQLite).
             loop = asyncio.get_running_loop()
             segments = await loop.run_in_executor(self.executor, self.engine.transcribe, samples, options)
-            # Times in the chunk's audio -> from the chunk's start, with its left-out silence back.
-            to_chunk = TimeMap(work.cuts)
-            result = [s.retimed(to_chunk.span).to_dict() for s in segments]
+            result = [s.to_dict() for s in segments]
             if work.options.diarize:
                 # Same pool as the engine; sayit_node.cpu keeps onnxruntime and CTranslate2 within the cores.
                 windows = await loop.run_in_executor(self.executor, self._speaker_windows, samples)
-                result.append(pack_windows(Windows([to_chunk.span(a, b) for a, b in windows.cores], windows.embeddings)))
+                result.append(pack_windows(windows))
         except asyncio.CancelledError:
             try:  # bounded: a node stopping while the store is unreachable must not hang here
                 await asyncio.wait_for(self.store.release_chunk(job_id, index), RELEASE_TIMEOUT)
@@ -263,10 +261,9 @@ class ChunkWorker:
             job = await self._record(self.store.fail_chunk(job_id, index, reason), job_id, index)
         else:
             busy = time.monotonic() - started
-            seconds = (len(samples) + sum(length for _, length in work.cuts)) / SAMPLE_RATE  # of the recording
-            self.speed.record(seconds, busy)
+            self.speed.record(len(samples) / SAMPLE_RATE, busy)
             if self.on_chunk_done:
-                self.on_chunk_done(seconds, busy)
+                self.on_chunk_done(len(samples) / SAMPLE_RATE, busy)
             job = await self._record(self.store.complete_chunk(job_id, index, result), job_id, index)
             log.debug("chunk %s/%d done in %.2fs (%d segments)", job_id, index, busy, len(segments))
         if job is not None and job.status in ("completed", "failed") and self.on_job_end:
