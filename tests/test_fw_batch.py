@@ -108,13 +108,13 @@ def test_an_open_window_goes_on_in_a_later_round_from_where_it_stopped(engine, c
     with timestamps shifted back into the chunk, and the whole text still right."""
     monkeypatch.setattr(fw_batch, "CONTEXT_MARGIN", 30.0)  # full windows: these clips give two segments
     real = fw_batch.split_by_timestamps
-    forced: dict[float, float] = {}  # piece duration -> where it was told to resume
+    forced: dict[float, tuple] = {}  # piece duration -> its kept segment (start, end), where it was told to resume
 
     def stop_early(tokens, timestamp_begin, precision, duration):
         segments, resume = real(tokens, timestamp_begin, precision, duration)
         whole = any(abs(duration - len(s) / SAMPLE_RATE) < 0.01 for s, _ in clips)
         if whole and len(segments) > 1 and resume is None:
-            forced[round(duration, 2)] = segments[0][1]
+            forced[round(duration, 2)] = segments[0][:2]
             return segments[:1], segments[0][1]
         return segments, resume
 
@@ -127,7 +127,8 @@ def test_an_open_window_goes_on_in_a_later_round_from_where_it_stopped(engine, c
         duration = round(len(samples) / SAMPLE_RATE, 2)
         if duration not in forced:
             continue
-        resume = forced[duration]
+        start, end = forced[duration]
+        resume = fw_batch.quiet_point(samples, end, earliest=start)  # moved back only if inside a word
         # The remaining audio ran as a piece of its own in a later round ...
         assert any(abs(n - (duration - resume)) < 0.05 for call in rounds for n in call)
         # ... and its segments were put back in chunk time, after the first one.
@@ -146,13 +147,13 @@ def test_a_window_that_ends_early_with_speech_left_goes_on_from_its_last_timesta
     monkeypatch.setattr(fw_batch, "CONTEXT_MARGIN", 30.0)  # full windows: these clips give two segments
     monkeypatch.setattr(fw_batch, "EARLY_END_GAP", 2.0)  # the clips are short: ~2 s of speech after the first
     real = fw_batch.split_by_timestamps
-    cut: dict[float, float] = {}  # piece duration -> where its first window was made to end
+    cut: dict[float, tuple] = {}  # piece duration -> its first segment (start, end), where the window was made to end
 
     def end_early(tokens, timestamp_begin, precision, duration):
         segments, resume = real(tokens, timestamp_begin, precision, duration)
         whole = any(abs(duration - len(s) / SAMPLE_RATE) < 0.01 for s, _ in clips)
         if whole and len(segments) > 1 and resume is None and duration - segments[0][1] >= fw_batch.EARLY_END_GAP:
-            cut[round(duration, 2)] = segments[0][1]
+            cut[round(duration, 2)] = segments[0][:2]
             return segments[:1], None
         return segments, resume
 
@@ -163,11 +164,50 @@ def test_a_window_that_ends_early_with_speech_left_goes_on_from_its_last_timesta
         duration = round(len(samples) / SAMPLE_RATE, 2)
         if duration not in cut:
             continue
-        end = cut[duration]
+        end = fw_batch.quiet_point(samples, cut[duration][1], earliest=cut[duration][0])
         assert any(abs(n - (duration - end)) < 0.05 for call in rounds for n in call)  # the rest, as a piece
         assert len(segments) >= 2 and segments[0].end <= end + 0.01
         assert all(s.start >= end - 0.01 for s in segments[1:])
         assert wer(text, " ".join(s.text for s in segments)) < 25
+
+
+def speech_with_pause(pause_at: float, pause: float, seconds: float = 4.0, seed: int = 0) -> np.ndarray:
+    """Loud noise (speech-like energy) with one quiet stretch (40 dB lower)."""
+    samples = np.random.default_rng(seed).normal(0, 0.3, int(seconds * SAMPLE_RATE)).astype(np.float32)
+    samples[int(pause_at * SAMPLE_RATE) : int((pause_at + pause) * SAMPLE_RATE)] *= 0.01
+    return samples
+
+
+def test_a_resume_point_inside_a_word_moves_back_to_the_pause_before_it():
+    samples = speech_with_pause(1.6, 0.3)  # quiet from 1.6 to 1.9 s
+    moved = fw_batch.quiet_point(samples, 2.0)  # 0.1 s into the next "word"
+    assert 1.6 <= moved <= 1.9
+    assert fw_batch.quiet_point(samples, 1.75) == 1.75  # already in the pause
+    assert fw_batch.quiet_point(samples, 3.0) == 3.0  # no pause within RESUME_BACKOFF before it
+    assert fw_batch.quiet_point(samples, 0.01) == 0.01  # no room to look back
+    assert fw_batch.quiet_point(samples, 3.995) == 3.995  # at the very end
+    assert fw_batch.quiet_point(samples, 2.0, earliest=1.95) == 2.0  # the pause is before `earliest`
+
+
+def test_an_open_window_resumed_inside_a_word_goes_on_from_the_pause_and_its_last_segment_ends_there(engine):
+    """The window's tokens: a segment 0-2.0 s, then an open segment at 2.0 s with nothing after
+    it. The audio has its pause at 1.6-1.9 s, so 2.0 s is inside the next word: the next round
+    starts in the pause, and the finished segment ends there too."""
+    model = engine._model
+    tokenizer = fw_batch.tokenizer_for(model, "en", "transcribe")
+
+    def stamp(seconds: float) -> int:
+        return tokenizer.timestamp_begin + int(round(seconds / model.time_precision))
+
+    tokens = [stamp(0.0), *tokenizer.encode(" Good morning everyone."), stamp(2.0), stamp(2.0)]
+    window = fw_batch._Window(tokens, avg_logprob=-0.2, compression_ratio=1.0, no_speech_prob=0.0, temperature=0.0)
+    segments, resume = window.result(model, tokenizer, speech_with_pause(1.6, 0.3), SAMPLE_RATE)
+    assert [s["text"] for s in segments] == [" Good morning everyone."]
+    assert 1.6 <= resume <= 1.9
+    assert segments[0]["end"] == resume
+    # With the resume in the pause already, nothing moves.
+    segments, resume = window.result(model, tokenizer, speech_with_pause(1.8, 0.4), SAMPLE_RATE)
+    assert resume == pytest.approx(2.0) and segments[0]["end"] == pytest.approx(2.0)
 
 
 def test_a_window_that_ends_where_the_speech_ends_is_not_resumed_over_the_silence_after(engine, clips, rounds):
@@ -216,9 +256,10 @@ def test_a_resumed_window_that_fails_the_quality_checks_falls_back_on_the_rest_a
     monkeypatch.setattr(fw_batch, "fallback_window", fallback)
     segments = engine.transcribe(samples, OPTIONS)
     assert first, "the model gave one segment only; the test needs a longer clip"
-    resume = first[0][1]
+    resume = fw_batch.quiet_point(samples, first[0][1], earliest=first[0][0])
     assert len(fallbacks) == 1 and abs(fallbacks[0][0] - (duration - resume)) < 0.05  # the rest, not the chunk
-    assert (segments[0].start, segments[0].end) == pytest.approx(first[0], abs=0.01)
+    assert segments[0].start == pytest.approx(first[0][0], abs=0.01)
+    assert segments[0].end == pytest.approx(min(first[0][1], resume), abs=0.01)
     assert fallbacks[0][1] == segments[0].text.strip()  # conditioned on what the chunk said before
     assert len(segments) >= 2 and all(s.start >= resume - 0.01 for s in segments[1:])
     assert segments[-1].end <= duration + 0.01
