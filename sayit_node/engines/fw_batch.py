@@ -52,8 +52,9 @@ COPY_SHARE = 0.5
 COPY_MIN_CHARS = 20
 # Where a window's open segment starts, Whisper's timestamp can be late, inside the first word
 # (tiny.en, a reshuffled file: resumed 0.2 s into "The museum opens at 10 in the morning", the
-# remainder began "in the morning", 5 words lost). The next round starts at the quietest 20 ms
-# within RESUME_BACKOFF before that timestamp: in the pause before the sentence.
+# remainder began "in the morning", 5 words lost). When the 20 ms at a resume point is LOUD_RATIO
+# louder than the quietest 20 ms within RESUME_BACKOFF before it, the next round starts at that
+# quietest one: in the pause before the sentence. (Moving every resume point made words repeat.)
 RESUME_BACKOFF = 0.6  # seconds
 LOUD_RATIO = 10.0  # 10 dB
 
