@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from sayit_node import audio
 from sayit_node.engines import fw_batch
 from sayit_node.engines.base import SAMPLE_RATE, TranscribeOptions
 from sayit_node.engines.faster_whisper import FasterWhisperEngine
-from tests.speech import PARAGRAPHS, speak, wer
+from tests.speech import PARAGRAPHS, normalise, speak, wer
 
 OPTIONS = TranscribeOptions(language="en", beam_size=5)
 
@@ -351,6 +352,61 @@ def test_a_window_that_repeats_its_prompt_is_not_taken(engine, clips, monkeypatc
     segments, _ = fw_batch.fallback_window(model, samples, language="en", task="transcribe", beam_size=5,
                                            prompt=prompt)
     assert fw_batch.copies_prompt(" ".join(s["text"] for s in segments), prompt)
+
+
+def untimed_when_prompted(monkeypatch, times: int = 1) -> list:
+    """Put in, for the first `times` prompted decodes, what tiny.en did with a one-sentence prompt on
+    18-28 s chunks of an unseen recording: its first words, no timestamp after them, and nothing
+    more. The rest stays real. Returns the prompts of every decode."""
+    real, prompts = fw_batch._decode, []
+
+    def decode(model, encoder_output, count, tokenizer, *, prompt, **kw):
+        prompts.append(prompt)
+        results = real(model, encoder_output, count, tokenizer, prompt=prompt, **kw)
+        if not prompt or sum(1 for p in prompts if p) > times:
+            return results
+        begin = tokenizer.timestamp_begin
+        return [SimpleNamespace(sequences_ids=[[begin, *[t for t in r.sequences_ids[0] if t < begin][:5]]],
+                                scores=r.scores, no_speech_prob=r.no_speech_prob) for r in results]
+
+    monkeypatch.setattr(fw_batch, "_decode", decode)
+    return prompts
+
+
+@pytest.mark.parametrize(("tokens", "untimed"), [
+    ([50364, 440, 1374, 50464], False),  # <|0.00|> text <|2.00|>
+    ([50364, 440, 1374, 50464, 50464, 286], False),  # an open segment: resumed, not untimed
+    ([50364, 440, 1374], True),
+    ([440, 1374], True),
+    ([50364], False),  # no text
+    ([], False),
+])
+def test_untimed(tokens, untimed):
+    window = fw_batch._Window(tokens, -0.2, 1.0, 0.0, 0.0)
+    assert window.untimed(50364) is untimed
+
+
+def test_an_untimed_window_that_stopped_early_is_timed_by_alignment_and_resumed(engine, clips, monkeypatch):
+    samples, text = clips[0]
+    duration = len(samples) / SAMPLE_RATE
+    untimed_when_prompted(monkeypatch)
+    ((segments, resume),) = fw_batch.generate_round(engine._model, [samples], language="en", task="transcribe",
+                                                   beam_size=5, prompt="Hello, and welcome.")
+    (segment,) = segments
+    said = normalise(segment["text"])
+    assert 2 <= len(said) <= 5 and said == normalise(text)[: len(said)]  # the clip's first words
+    # A few words of espeak-ng at 165 words a minute end 1-2 s in, not at the piece's end (~6 s).
+    assert 0.5 < segment["end"] < duration - fw_batch.EARLY_END_GAP
+    assert resume is not None and abs(resume - segment["end"]) < 0.7  # the rest is decoded next
+
+
+def test_a_prompted_chunk_that_stopped_early_without_timestamps_loses_no_speech(engine, clips, monkeypatch):
+    samples, text = clips[0]
+    prompts = untimed_when_prompted(monkeypatch)
+    segments = engine.transcribe(samples, TranscribeOptions(language="en", beam_size=5, prompt="Hello, and welcome."))
+    assert len(prompts) >= 2  # the first window stopped; the rest went on in another round
+    assert wer(text, " ".join(s.text for s in segments)) < 25
+    assert segments[0].end < segments[-1].end
 
 
 @pytest.mark.parametrize(("text", "prompt", "copied"), [

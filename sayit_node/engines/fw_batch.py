@@ -57,6 +57,11 @@ COPY_MIN_CHARS = 20
 # quietest one: in the pause before the sentence. (Moving every resume point made words repeat.)
 RESUME_BACKOFF = 0.6  # seconds
 LOUD_RATIO = 10.0  # 10 dB
+# A prompt can lead Whisper to write text with no timestamp after it and stop (tiny.en, 18-28 s
+# chunks of an unseen recording, a one-sentence prompt: a sentence or two, then nothing; faster-
+# whisper's own transcribe with that initial_prompt does the same). Read as one segment to the
+# piece's end, the rest of the speech was lost without a trace. Such an untimed window is timed
+# by forced alignment of its text (`timed_by_alignment`), so an early end is seen and resumed.
 
 
 def tokenizer_for(model, language: str | None, task: str):
@@ -157,6 +162,20 @@ def quiet_point(samples: np.ndarray, seconds: float, sample_rate: int = 16000, e
     return (start + quietest * frame + frame // 2) / sample_rate
 
 
+def timed_by_alignment(model, tokenizer, samples: np.ndarray, tokens: list[int], sample_rate: int = 16000) -> list[int]:
+    """An untimed window's `tokens` with a closing timestamp where forced alignment (faster-whisper's
+    `find_alignment`, as for word timestamps) puts the end of its last word."""
+    begin = tokenizer.timestamp_begin
+    text = [t for t in tokens if t < begin]
+    frames = context_frames([samples])
+    (words,) = model.find_alignment(tokenizer, [text], _encode(model, [samples]),
+                                    min(frames, len(samples) * 100 // sample_rate))
+    if not words:
+        return tokens
+    end = min(float(words[-1]["end"]), len(samples) / sample_rate)
+    return [*tokens, begin + int(round(end / model.time_precision))]
+
+
 def copies_prompt(text: str, prompt: str | None) -> bool:
     """Whether `text` is mostly one stretch of `prompt` (Whisper repeating its prompt)."""
     if not prompt:
@@ -233,6 +252,11 @@ class _Window:
     def silent(self) -> bool:
         return self.no_speech_prob > NO_SPEECH_THRESHOLD and self.avg_logprob < LOG_PROB_THRESHOLD
 
+    def untimed(self, timestamp_begin: int) -> bool:
+        """Text that no timestamp follows: where it ends in the audio is unknown."""
+        first_text = next((i for i, t in enumerate(self.tokens) if t < timestamp_begin), None)
+        return first_text is not None and all(t < timestamp_begin for t in self.tokens[first_text:])
+
     @property
     def needs_fallback(self) -> bool:
         """Too repetitive or too improbable, and not silence (faster-whisper's checks)."""
@@ -244,7 +268,10 @@ class _Window:
         if self.silent:
             return [], None  # silence (the rest of this chunk, if resumed)
         duration = len(samples) / sample_rate
-        pieces, resume = split_by_timestamps(self.tokens, tokenizer.timestamp_begin, model.time_precision, duration)
+        tokens = self.tokens
+        if self.untimed(tokenizer.timestamp_begin):
+            tokens = timed_by_alignment(model, tokenizer, samples, tokens, sample_rate)
+        pieces, resume = split_by_timestamps(tokens, tokenizer.timestamp_begin, model.time_precision, duration)
         segments = []
         for start, end, seg_tokens in pieces:
             seg_text = tokenizer.decode(seg_tokens)
