@@ -166,7 +166,9 @@ def timed_by_alignment(model, tokenizer, samples: np.ndarray, tokens: list[int],
     """An untimed window's `tokens` with a closing timestamp where forced alignment (faster-whisper's
     `find_alignment`, as for word timestamps) puts the end of its last word."""
     begin = tokenizer.timestamp_begin
-    text = [t for t in tokens if t < begin]
+    text = [t for t in tokens if t < tokenizer.eot]  # as faster-whisper aligns words: no special tokens
+    if not text:
+        return tokens
     frames = context_frames([samples])
     (words,) = model.find_alignment(tokenizer, [text], _encode(model, [samples]),
                                     min(frames, len(samples) * 100 // sample_rate))
