@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from corpus import CACHE, build, word_errors  # noqa: E402
-from in_process import load_models  # noqa: E402
+from in_process import load_models, segments_on_engine  # noqa: E402
 from reshuffle import SEEDS, joined  # noqa: E402
 
 MODES = ("before", "previous", "waves")
@@ -44,21 +43,8 @@ def prompts_for(texts: list[str], mode: str) -> list[str | None]:
 
 
 def transcribe(engine, pieces, prompts) -> list[str]:
-    """All pieces at once on the engine (as a node's claims arrive), each with its prompt."""
-    from sayit_node.engines.base import TranscribeOptions
-
-    texts = [""] * len(pieces)
-
-    def one(i: int) -> None:
-        segments = engine.transcribe(pieces[i], TranscribeOptions(language="en", prompt=prompts[i]))
-        texts[i] = " ".join(s.text.strip() for s in segments)
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(pieces))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return texts
+    """Each piece's text, all pieces at once on the engine, each with its prompt."""
+    return [" ".join(s.text.strip() for s in r) for r in segments_on_engine(engine, pieces, prompts)]
 
 
 def main() -> None:

@@ -70,16 +70,16 @@ def load_models(model: str, cache: Path):
     return engine, whisper, BatchedInferencePipeline(whisper)
 
 
-def segments_on_engine(engine, pieces) -> list[list]:
+def segments_on_engine(engine, pieces, prompts=None) -> list[list]:
     """All pieces at once, as a node's claims arrive (the engine splits them over its workers):
-    each piece's segments."""
+    each piece's segments. `prompts`: one per piece (None: no prompt)."""
     from sayit_node.engines.base import TranscribeOptions
 
-    options = TranscribeOptions(language="en")
+    prompts = prompts or [None] * len(pieces)
     results: list = [None] * len(pieces)
 
     def one(i: int) -> None:
-        results[i] = engine.transcribe(pieces[i], options)
+        results[i] = engine.transcribe(pieces[i], TranscribeOptions(language="en", prompt=prompts[i]))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(pieces))]
     for t in threads:
