@@ -57,11 +57,6 @@ COPY_MIN_CHARS = 20
 # quietest one: in the pause before the sentence. (Moving every resume point made words repeat.)
 RESUME_BACKOFF = 0.6  # seconds
 LOUD_RATIO = 10.0  # 10 dB
-# A prompt can lead Whisper to write text with no timestamp after it and stop (tiny.en, 18-28 s
-# chunks of an unseen recording, a one-sentence prompt: a sentence or two, then nothing; faster-
-# whisper's own transcribe with that initial_prompt does the same). Read as one segment to the
-# piece's end, the rest of the speech was lost without a trace. Such an untimed window is timed
-# by forced alignment of its text (`timed_by_alignment`), so an early end is seen and resumed.
 
 
 def tokenizer_for(model, language: str | None, task: str):
@@ -164,14 +159,18 @@ def quiet_point(samples: np.ndarray, seconds: float, sample_rate: int = 16000, e
 
 def timed_by_alignment(model, tokenizer, samples: np.ndarray, tokens: list[int], sample_rate: int = 16000) -> list[int]:
     """An untimed window's `tokens` with a closing timestamp where forced alignment (faster-whisper's
-    `find_alignment`, as for word timestamps) puts the end of its last word."""
+    `find_alignment`, as for word timestamps) puts the end of its last word.
+
+    A prompt can lead Whisper to write text with no timestamp after it and stop (tiny.en, 18-28 s
+    chunks of an unseen recording, a one-sentence prompt: a sentence or two, then nothing; faster-
+    whisper's own transcribe with that initial_prompt does the same). Read as one segment to the
+    piece's end, the rest of the speech was lost without a trace; timed, an early end is resumed."""
     begin = tokenizer.timestamp_begin
     text = [t for t in tokens if t < tokenizer.eot]  # as faster-whisper aligns words: no special tokens
     if not text:
         return tokens
-    frames = context_frames([samples])
-    (words,) = model.find_alignment(tokenizer, [text], _encode(model, [samples]),
-                                    min(frames, len(samples) * 100 // sample_rate))
+    content_frames = min(FULL_WINDOW_FRAMES, len(samples) * 100 // sample_rate)  # 10 ms mel frames
+    (words,) = model.find_alignment(tokenizer, [text], _encode(model, [samples]), content_frames)
     if not words:
         return tokens
     end = min(float(words[-1]["end"]), len(samples) / sample_rate)
