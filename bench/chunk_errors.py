@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from corpus import CACHE, RATE, build, normalise  # noqa: E402
+from corpus import CACHE, RATE, build, normalise, recording  # noqa: E402
 from in_process import load_models, segments_on_engine  # noqa: E402
 from reshuffle import SEEDS, joined  # noqa: E402
 
@@ -62,10 +62,7 @@ def main() -> None:
     if args.seed is not None:
         samples, reference = joined(files, args.seed)
     else:
-        named = [f for f in files if f["name"] == args.file]
-        if not named:
-            sys.exit(f"no corpus file {args.file!r} (names: {', '.join(f['name'] for f in files)})")
-        samples, reference = audio.decode(named[0]["path"]), named[0]["reference"]
+        samples, reference = recording(files, args.file)
     engine, whisper, _batched = load_models(args.model, args.cache)
     plan = audio.plan_chunks(samples, parts=engine.parallel_chunks)
     bounds = [(c.start / RATE, c.end / RATE) for c in plan]

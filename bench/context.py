@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from corpus import CACHE, build, word_errors  # noqa: E402
+from corpus import CACHE, build, recording, word_errors  # noqa: E402
 from in_process import load_models, segments_on_engine  # noqa: E402
 from reshuffle import SEEDS, joined  # noqa: E402
 
@@ -62,11 +62,7 @@ def main() -> None:
     if not seeds and not names:
         seeds, names = [1, 2], ["all-in-one"]
     inputs = [(f"seed {s}", *joined(files, s)) for s in seeds]
-    for name in names:
-        named = [f for f in files if f["name"] == name]
-        if not named:
-            sys.exit(f"no corpus file {name!r} (names: {', '.join(f['name'] for f in files)})")
-        inputs.append((name, audio.decode(named[0]["path"]), named[0]["reference"]))
+    inputs += [(name, *recording(files, name)) for name in names]
 
     engine, _whisper, _batched = load_models(args.model, args.cache)
     print(f"{args.model}: word errors without context / with the first pass's text as context")

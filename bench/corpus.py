@@ -288,6 +288,17 @@ def build(force: bool = False) -> list[dict]:
     return files
 
 
+def recording(files: list[dict], name: str) -> tuple[np.ndarray, str]:
+    """A built corpus file's samples (as the node decodes them) and reference, by name; one clear
+    line naming the files when there is no such file."""
+    from sayit_node import audio
+
+    named = [f for f in files if f["name"] == name]
+    if not named:
+        sys.exit(f"no corpus file {name!r} (names: {', '.join(f['name'] for f in files)})")
+    return audio.decode(named[0]["path"]), named[0]["reference"]
+
+
 def main() -> None:
     files = build(force="--force" in sys.argv)
     total = sum(f["seconds"] for f in files)
