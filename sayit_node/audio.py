@@ -300,9 +300,12 @@ def _group(regions: list[tuple[int, int]], limit: int) -> list[list[tuple[int, i
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
-    """Compact storage form of chunk audio (what the job store keeps)."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    """Compact storage form of chunk audio (what the job store keeps). On `decode`'s scale
+    (int16 / 32768) and rounded, so decoded audio is stored exactly: the worker hears the
+    upload's own samples. (Scaling by 32767 and truncating had moved nearly every sample one
+    step towards zero.)"""
+    return np.clip(np.rint(np.asarray(samples, np.float64) * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def from_pcm16(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767.0
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0

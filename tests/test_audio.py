@@ -149,6 +149,10 @@ def test_decode_every_container(encoded, sentence, as_file):
     ratio = np.sqrt(np.mean(samples.astype(np.float64) ** 2) / np.mean(reference.astype(np.float64) ** 2))
     assert 0.7 < ratio < 1.4
 
+    # The job store keeps chunks as pcm16: a decoded recording is stored bit for bit, so the
+    # worker hears exactly what was uploaded.
+    np.testing.assert_array_equal(audio.from_pcm16(audio.to_pcm16(samples)), samples)
+
     if as_file:
         source.seek(0)
     probed = audio.probe_duration(source)
@@ -535,7 +539,7 @@ def test_meeting_markers_at_exact_offsets(meeting, meeting_plan):
         found_chunks.add(c.index)
         stored = audio.from_pcm16(audio.to_pcm16(samples[c.start : c.end]))
         assert stored.size == c.end - c.start
-        assert np.abs(stored - samples[c.start : c.end]).max() <= 1 / 32767
+        assert np.abs(stored - samples[c.start : c.end]).max() <= 1 / 32768
         size = stored.size + MARKER.size
         corr = np.fft.irfft(np.fft.rfft(stored, size) * np.conj(np.fft.rfft(MARKER, size)), size)[: stored.size]
         at = int(np.argmax(corr))
@@ -643,17 +647,18 @@ def test_vad_parts_rejoin_speech_cut_in_the_middle(tmp_path):
 
 def test_pcm16_round_trip():
     rng = np.random.default_rng(9)
-    samples = np.concatenate([rng.uniform(-1, 1, 50_000), [-1.0, 1.0, 0.0, 1 / 32767, -1 / 32767, 0.49999]])
+    samples = np.concatenate([rng.uniform(-1, 1, 50_000), [-1.0, 1.0, 0.0, 1 / 32768, -1 / 32768, 0.49999]])
     samples = samples.astype(np.float32)
     data = audio.to_pcm16(samples)
     assert isinstance(data, bytes) and len(data) == 2 * samples.size
     back = audio.from_pcm16(data)
     assert back.dtype == np.float32 and back.shape == samples.shape
-    assert np.abs(back - samples).max() <= 1 / 32767
-    assert back[-6] == -1.0 and back[-5] == 1.0 and back[-4] == 0.0
+    assert np.abs(back - samples).max() <= 1 / 32768  # half a step, a whole one at +1.0
+    assert back[-6] == -1.0 and back[-5] == 32767 / 32768 and back[-4] == 0.0
+    assert back[-3] == 1 / 32768 and back[-2] == -1 / 32768  # the smallest steps survive
     # Out-of-range input is clipped, and the byte order is little-endian int16.
     clipped = audio.from_pcm16(audio.to_pcm16(np.array([1.5, -2.0], np.float32)))
-    np.testing.assert_array_equal(clipped, [1.0, -1.0])
+    np.testing.assert_array_equal(clipped, [32767 / 32768, -1.0])
     assert audio.to_pcm16(np.array([1.0], np.float32)) == (32767).to_bytes(2, "little", signed=True)
     assert audio.to_pcm16(np.zeros(0, np.float32)) == b""
 
