@@ -9,8 +9,9 @@ Every file of bench/corpus.py is transcribed at each gain (dB, default -1, 0 and
 - whole:   `WhisperModel.transcribe` on the whole file (defaults, no VAD),
 and each system's word errors are printed per gain, per file and in total. A WER gap between two
 systems that is within what a 1 dB level change moves either of them is not a difference the
-corpus can tell apart (base, six files: a few points of WER on one file, from one gain to the
-next). No timing. Results go to bench/results/spread-<model>.json.
+corpus can tell apart (README, "How much a WER moves by itself"). Louder is clipped at full scale:
+at +1 dB that is up to 0.02% of a corpus file's samples (151 on the long-pause file). No timing.
+Results go to bench/results/spread-<model>.json.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main() -> None:
 
     total_words = sum(words.values())
     totals = {k: [sum(errors[n][k][i] for n in errors) for i in range(len(gains))] for k in KINDS}
-    print(f"\n| file | words | " + " | ".join(f"{k} errors" for k in KINDS) + " |")
+    print("\n| file | words | " + " | ".join(f"{k} errors" for k in KINDS) + " |")
     print("|---|---|" + "---|" * len(KINDS))
     for name, row in errors.items():
         print(f"| {name} | {words[name]} | " + " | ".join(" / ".join(map(str, row[k])) for k in KINDS) + " |")
