@@ -303,8 +303,8 @@ def to_pcm16(samples: np.ndarray) -> bytes:
     """Compact storage form of chunk audio (what the job store keeps). On `decode`'s scale
     (int16 / 32768) and rounded, so decoded audio is stored exactly: the worker hears the
     upload's own samples. (Scaling by 32767 and truncating had moved nearly every sample one
-    step towards zero.)"""
-    return np.clip(np.rint(np.asarray(samples, np.float64) * 32768.0), -32768, 32767).astype("<i2").tobytes()
+    step towards zero.) In the samples' own float type: times 32768 is exact in float32 too."""
+    return np.clip(np.rint(np.asarray(samples) * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 def from_pcm16(data: bytes) -> np.ndarray:
