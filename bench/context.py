@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from corpus import CACHE, build, recording, word_errors  # noqa: E402
+from corpus import CACHE, build, recording, text_of, word_errors  # noqa: E402
 from in_process import load_models, segments_on_engine  # noqa: E402
 from reshuffle import SEEDS, joined  # noqa: E402
 
@@ -44,7 +44,7 @@ def prompts_for(texts: list[str], mode: str) -> list[str | None]:
 
 def transcribe(engine, pieces, prompts) -> list[str]:
     """Each piece's text, all pieces at once on the engine, each with its prompt."""
-    return [" ".join(s.text.strip() for s in r) for r in segments_on_engine(engine, pieces, prompts)]
+    return [text_of(r) for r in segments_on_engine(engine, pieces, prompts)]
 
 
 def main() -> None:

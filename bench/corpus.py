@@ -138,6 +138,11 @@ def wer(reference: str, hypothesis: str) -> float:
     return 100.0 * jiwer.wer(ref, hyp)
 
 
+def text_of(segments) -> str:
+    """A transcript's text: its segments' texts (faster-whisper's or the engine's) joined by spaces."""
+    return " ".join(s.text.strip() for s in segments)
+
+
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     """(errors, reference words), to pool WER over several files."""
     import jiwer

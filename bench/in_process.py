@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from corpus import CACHE, build, word_errors  # noqa: E402
+from corpus import CACHE, build, text_of, word_errors  # noqa: E402
 from speed import cpu_description  # noqa: E402
 
 KINDS = ("sayit", "packed", "batched")
@@ -91,7 +91,7 @@ def segments_on_engine(engine, pieces, prompts=None) -> list[list]:
 
 def on_engine(engine, pieces) -> str:
     """All pieces at once on the engine: the text."""
-    return " ".join(s.text.strip() for r in segments_on_engine(engine, pieces) for s in r)
+    return text_of(s for r in segments_on_engine(engine, pieces) for s in r)
 
 
 def on_chunk_plan(engine, samples) -> str:
@@ -127,7 +127,7 @@ def main() -> None:
             speech = get_speech_timestamps(samples, VadOptions(max_speech_duration_s=30, min_silence_duration_ms=160))
             return on_engine(engine, collect_chunks(samples, speech, max_duration=30)[0])
         segments, _ = batched.transcribe(samples, batch_size=8, language="en")
-        return " ".join(s.text.strip() for s in segments)
+        return text_of(segments)
 
     files = [f for f in build() if not args.only or f["name"] in args.only]
     print(f"{args.model}, int8, beam 5, {os.cpu_count()} cores ({cpu_description()}); "

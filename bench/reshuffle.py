@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from corpus import CACHE, RATE, build, normalise, word_errors  # noqa: E402
+from corpus import CACHE, RATE, build, normalise, text_of, word_errors  # noqa: E402
 from in_process import load_models, on_chunk_plan  # noqa: E402
 from speed import cpu_description  # noqa: E402
 
@@ -79,7 +79,7 @@ def main() -> None:
             segments, _ = batched.transcribe(samples, batch_size=8, language="en")
         else:
             segments, _ = whisper.transcribe(samples, beam_size=5, language="en")
-        return " ".join(s.text.strip() for s in segments)
+        return text_of(segments)
 
     files = build()
     print(f"{args.model}, int8, beam 5, {os.cpu_count()} cores ({cpu_description()})", flush=True)

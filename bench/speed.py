@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from corpus import CACHE, build, wer, word_errors  # noqa: E402
+from corpus import CACHE, build, text_of, wer, word_errors  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -100,7 +100,7 @@ def serve_baselines(model: str, beam: int, cache: Path) -> None:
             segments, _ = batched.transcribe(req["path"], beam_size=beam, batch_size=8, language="en")
         segments = list(segments)
         wall = time.perf_counter() - started
-        print(json.dumps({"wall": wall, "text": " ".join(s.text.strip() for s in segments),
+        print(json.dumps({"wall": wall, "text": text_of(segments),
                           "segments": [[s.start, s.end] for s in segments]}), flush=True)
 
 

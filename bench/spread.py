@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from corpus import CACHE, build, word_errors  # noqa: E402
+from corpus import CACHE, build, text_of, word_errors  # noqa: E402
 from in_process import load_models, on_chunk_plan  # noqa: E402
 from speed import cpu_description  # noqa: E402
 
@@ -56,9 +56,8 @@ def main() -> None:
     engine, whisper, batched = load_models(args.model, args.cache)
     runners = {
         "sayit": lambda samples: on_chunk_plan(engine, samples),
-        "batched": lambda samples: " ".join(
-            s.text.strip() for s in batched.transcribe(samples, batch_size=8, language="en")[0]),
-        "whole": lambda samples: " ".join(s.text.strip() for s in whisper.transcribe(samples, language="en")[0]),
+        "batched": lambda samples: text_of(batched.transcribe(samples, batch_size=8, language="en")[0]),
+        "whole": lambda samples: text_of(whisper.transcribe(samples, language="en")[0]),
     }
     files = [f for f in build() if not args.only or f["name"] in args.only]
     print(f"{args.model}, int8, beam 5 ({cpu_description()}): word errors at "
